@@ -1,0 +1,114 @@
+"""Codex CLI (``codex exec --json``): no token deltas; each agent message arrives whole."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from clinvk_core.backends.base import (
+    Backend,
+    BackendSettings,
+    Invocation,
+    RunPaths,
+    RunRequest,
+    as_int,
+    json_object,
+)
+from clinvk_core.config import ToolMode
+from clinvk_core.events import Completed, Event, Failed, SessionStarted, TextDelta, TokenUsage
+
+# codex reads the provider key from the variable its provider entry names.
+KEY_ENV = "CODEX_UPSTREAM_API_KEY"
+_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+_SANDBOX: dict[ToolMode, str] = {"chat": "read-only", "read-only": "read-only", "agent": "workspace-write"}
+_STATUS = re.compile(r"\bstatus:? (\d{3})\b")
+# The npm launcher only execs this native binary; calling it directly saves ~70 ms per request.
+_NATIVE = Path("codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex")
+_NATIVE_ARM = Path("codex-linux-arm64/vendor/aarch64-unknown-linux-musl/bin/codex")
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string (``-c key=value`` values are parsed as TOML)."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+class Codex(Backend):
+    name = "codex"
+    executable = "codex"
+    passthrough_env = ("OPENAI_API_KEY", "CODEX_API_KEY", "CODEX_HOME")
+
+    def binary_candidates(self, launcher: Path) -> list[Path]:
+        # node_modules/.bin/codex -> node_modules/@openai/codex/bin/codex.js
+        scope = launcher.resolve().parent.parent.parent
+        return [scope / _NATIVE, scope / _NATIVE_ARM, launcher]
+
+    def invocation(
+        self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings
+    ) -> Invocation:
+        argv = [
+            str(binary), "exec",
+            "--json",
+            "--skip-git-repo-check",
+            "--ephemeral",
+            "--sandbox", _SANDBOX[settings.tool_mode],
+            "-c", "analytics.enabled=false",
+            "-c", "check_for_update_on_startup=false",
+            "-c", "features.plugins=false",
+        ]  # fmt: skip
+        if request.model:
+            argv += ["--model", request.model]
+        if request.system_prompt:
+            argv += ["-c", f"developer_instructions={toml_string(request.system_prompt)}"]
+
+        env: dict[str, str] = {}
+        upstream = settings.upstream
+        if upstream.configured:
+            # codex ignores OPENAI_BASE_URL: a custom provider is the only way to move it.
+            retries = settings.max_retries
+            provider = (
+                f'{{name="clinvk",base_url={toml_string(upstream.base_url or _DEFAULT_BASE_URL)},'
+                f'env_key="{KEY_ENV}",wire_api="responses",supports_websockets=false,'
+                f"request_max_retries={retries},stream_max_retries={retries}}}"
+            )
+            argv += ["-c", "model_provider=clinvk", "-c", f"model_providers.clinvk={provider}"]
+            env |= {"HOME": str(paths.home), "CODEX_HOME": str(paths.home)}  # must exist already
+            env[KEY_ENV] = upstream.api_key or ""
+        argv.append("-")  # the prompt comes on stdin
+        return Invocation(argv=tuple(argv), env=env, stdin=request.prompt)
+
+    def parse_line(self, line: str, model: str | None) -> list[Event]:
+        obj = json_object(line)
+        if obj is None:
+            return []
+        kind = obj.get("type")
+        if kind == "thread.started" and isinstance(obj.get("thread_id"), str):
+            return [SessionStarted(obj["thread_id"])]
+        if kind == "item.completed":
+            item = obj.get("item")
+            if (
+                isinstance(item, dict)
+                and item.get("type") == "agent_message"
+                and isinstance(item.get("text"), str)
+            ):
+                return [TextDelta(item["text"])]
+        elif kind == "turn.completed":
+            return [Completed(_usage(obj.get("usage")))]
+        elif kind == "turn.failed":
+            # "error" lines before it are retry notices; turn.failed carries the final message.
+            error = obj.get("error")
+            message = str(error.get("message")) if isinstance(error, dict) else "codex failed"
+            match = _STATUS.search(message)
+            return [Failed(message, int(match.group(1)) if match else None)]
+        return []
+
+
+def _usage(usage: Any) -> TokenUsage | None:
+    if not isinstance(usage, dict):
+        return None
+    return TokenUsage(
+        prompt_tokens=as_int(usage.get("input_tokens")),
+        completion_tokens=as_int(usage.get("output_tokens")),
+        cached_tokens=as_int(usage.get("cached_input_tokens")),
+    )

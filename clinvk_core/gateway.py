@@ -1,0 +1,176 @@
+"""One chat turn through one CLI: availability, the in-flight limit, and events out.
+
+This is the seam between the HTTP side (which speaks OpenAI) and the CLI side
+(backends + runner). Everything here is independent of the wire format.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from functools import cache
+from pathlib import Path
+
+from clinvk_core.backends import BACKENDS, Backend, BackendSettings, RunRequest
+from clinvk_core.childenv import child_environment
+from clinvk_core.config import BACKEND_NAMES, PROJECT_ROOT, BackendName, Settings, get_settings
+from clinvk_core.errors import BackendUnavailable, RateLimited, Timeout, UpstreamFailed
+from clinvk_core.events import Completed, Event, Failed
+from clinvk_core.routing import Route, resolve
+from clinvk_core.runner import CliProcess, DeadlineExceeded, SpawnFailed, spawn, workspace
+
+MESSAGE_LIMIT = 1000  # characters of CLI error text passed on to the client
+
+
+class Gateway:
+    """The backends this instance can serve, set up once per cold start."""
+
+    def __init__(self, settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+        self.settings = settings
+        self._environ = dict(os.environ if environ is None else environ)
+        self._binaries: dict[BackendName, Path] = {}
+        self._unavailable: dict[BackendName, str] = {}
+        self._backend_settings = {
+            name: BackendSettings(
+                upstream=settings.upstream_for(name),
+                tool_mode=settings.tool_mode,
+                max_retries=settings.upstream_max_retries,
+            )
+            for name in BACKEND_NAMES
+        }
+        self._secrets = [s for s in (*(b.upstream.api_key for b in self._backend_settings.values()),
+                                     *(k.get_secret_value() for k in settings.api_keys)) if s]  # fmt: skip
+        self._in_flight = 0
+        for name, backend in BACKENDS.items():
+            if name not in settings.backends:
+                self._unavailable[name] = f"The {name} backend is disabled (CLINVK_BACKENDS)."
+            elif (binary := self._locate(backend)) is None:
+                self._unavailable[name] = f"The {backend.executable} CLI is not installed (run `npm ci`)."
+            else:
+                self._binaries[name] = binary
+                self._prepare_state(backend)
+
+    @property
+    def models(self) -> list[BackendName]:
+        """The backends that can serve requests, in a stable order."""
+        return [name for name in BACKEND_NAMES if name in self._binaries]
+
+    def route(self, model: str) -> Route:
+        return resolve(model, self.settings.model_for)
+
+    def unavailable_reason(self, backend: BackendName) -> str | None:
+        return self._unavailable.get(backend)
+
+    @contextlib.asynccontextmanager
+    async def run(
+        self, route: Route, prompt: str, system_prompt: str | None, deadline: float
+    ) -> AsyncIterator[AsyncIterator[Event]]:
+        """Start the CLI for one turn; the block iterates its events. The CLI is gone after the block.
+
+        Raises the GatewayError subclass that fits: 503 unavailable, 429 at the in-flight
+        limit; while iterating, 502 upstream failure and 504 deadline.
+        """
+        backend = BACKENDS[route.backend]
+        binary = self._binaries.get(route.backend)
+        if binary is None:
+            raise BackendUnavailable(self._unavailable[route.backend])
+        if self._in_flight >= self.settings.max_concurrency:
+            raise RateLimited(
+                f"Too many requests in flight on this instance (limit {self.settings.max_concurrency}); "
+                "retry shortly."
+            )
+        self._in_flight += 1
+        try:
+            settings = self._backend_settings[route.backend]
+            with workspace(self.settings.state_dir / "runs", self._state(backend)) as paths:
+                request = RunRequest(prompt=prompt, system_prompt=system_prompt, model=route.model)
+                invocation = backend.invocation(binary, request, paths, settings)
+                env = child_environment(
+                    self._environ,
+                    backend,
+                    invocation,
+                    paths,
+                    upstream_configured=settings.upstream.configured,
+                )
+                try:
+                    async with spawn(invocation, cwd=paths.workdir, env=env, deadline=deadline) as cli:
+                        events = self._events(backend, cli, route.model, deadline)
+                        try:
+                            yield events
+                        finally:
+                            await events.aclose()
+                except SpawnFailed as error:
+                    raise BackendUnavailable(
+                        f"The {backend.name} CLI could not be started: {error}"
+                    ) from None
+        finally:
+            self._in_flight -= 1
+
+    async def _events(
+        self, backend: Backend, cli: CliProcess, model: str | None, deadline: float
+    ) -> AsyncGenerator[Event, None]:
+        budget = deadline - asyncio.get_running_loop().time()
+        completed = False
+        try:
+            async for line in cli.lines():
+                for event in backend.parse_line(line, model):
+                    if isinstance(event, Failed):
+                        raise self._failure(backend, event)
+                    completed = completed or isinstance(event, Completed)
+                    yield event
+            code = await cli.wait()
+        except DeadlineExceeded:
+            raise Timeout(f"The {backend.name} CLI did not finish within {budget:.0f} s.") from None
+        if not completed:
+            raise UpstreamFailed(self._redact(_exit_message(backend.name, code, cli.stderr_tail)))
+
+    def _failure(self, backend: Backend, failure: Failed) -> UpstreamFailed | RateLimited:
+        message = self._redact(f"{backend.name}: {failure.message}")
+        if failure.upstream_status == 429:
+            return RateLimited(message, retry_after=5)
+        return UpstreamFailed(message)
+
+    def _redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:MESSAGE_LIMIT]
+
+    def _locate(self, backend: Backend) -> Path | None:
+        bin_dir = self.settings.bin_dir or PROJECT_ROOT / "node_modules" / ".bin"
+        launcher: Path | None = bin_dir / backend.executable
+        if not (launcher and launcher.exists()) and self.settings.bin_dir is None:
+            found = shutil.which(backend.executable, path=self._environ.get("PATH"))
+            launcher = Path(found) if found else None
+        if launcher is None:
+            return None
+        return next((p for p in backend.binary_candidates(launcher) if os.access(p, os.X_OK)), None)
+
+    def _state(self, backend: Backend) -> Path:
+        return self.settings.state_dir / backend.name
+
+    def _prepare_state(self, backend: Backend) -> None:
+        state = self._state(backend)
+        (state / "home").mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name, content in backend.state_files(self._backend_settings[backend.name]).items():
+            (state / name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(state / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(content)
+
+
+def _exit_message(name: str, code: int, stderr: str) -> str:
+    """A one-line reason from the CLI's stderr: its last line that is not a stack frame."""
+    lines = [
+        line.strip() for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("at ")
+    ]
+    reason = lines[-1] if lines else "no output"
+    return f"{name}: the CLI exited with code {code} without an answer: {reason}"
+
+
+@cache
+def get_gateway() -> Gateway:
+    """The process-wide gateway (one per Lambda cold start, shared by all handlers in the emulator)."""
+    return Gateway(get_settings())

@@ -1,0 +1,1 @@
+"""The OpenAI wire format: request/response models, messages -> prompt, SSE, error bodies."""

@@ -1,0 +1,165 @@
+"""Process lifetime: one CLI process per request, in its own process group, always reaped.
+
+The runner knows nothing about any particular CLI: it writes the invocation's files,
+starts the argv with the prompt on stdin (then closed), hands out stdout lines until
+the deadline, and on the way out kills the whole process group and removes the
+run's directory, whatever happened (success, error, timeout, client gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+
+from clinvk_core.backends.base import Invocation, RunPaths
+
+STDOUT_LINE_LIMIT = 32 * 1024 * 1024  # a claude result line carries the whole answer
+STDERR_TAIL_BYTES = 8 * 1024
+EXIT_GRACE_SECONDS = 2.0  # after a normal end, time for the CLI to exit on its own
+
+
+class DeadlineExceeded(Exception):
+    """The CLI did not finish before the request's deadline."""
+
+
+class SpawnFailed(Exception):
+    """The CLI could not be started (missing binary, permissions...)."""
+
+
+_live_groups: set[int] = set()
+
+
+def kill_all() -> None:
+    """SIGKILL every CLI process group still running (used at shutdown)."""
+    for pgid in list(_live_groups):
+        _killpg(pgid)
+
+
+def _killpg(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def workspace(runs_dir: Path, state: Path) -> Iterator[RunPaths]:
+    """A private (0700) directory for one run, with an empty working directory inside; removed after."""
+    runs_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=runs_dir))
+    paths = RunPaths(workdir=scratch / "work", scratch=scratch, state=state)
+    try:
+        paths.workdir.mkdir(mode=0o700)
+        paths.tmp.mkdir(mode=0o700)
+        yield paths
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class CliProcess:
+    """A running CLI: its stdout lines, its exit code and the tail of its stderr."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, stdin: bytes, deadline: float) -> None:
+        self._proc = proc
+        self._deadline = deadline
+        self._stderr = bytearray()
+        self._tasks = [asyncio.create_task(self._feed(stdin)), asyncio.create_task(self._drain_stderr())]
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def stderr_tail(self) -> str:
+        return self._stderr.decode("utf-8", "replace")
+
+    async def lines(self) -> AsyncIterator[str]:
+        """Stdout, line by line as the CLI writes it; raises DeadlineExceeded at the deadline."""
+        assert self._proc.stdout is not None
+        while True:
+            try:
+                raw = await asyncio.wait_for(self._proc.stdout.readline(), self._remaining())
+            except TimeoutError:
+                raise DeadlineExceeded from None
+            except ValueError:  # a line over the limit: skip it, keep reading
+                continue
+            if not raw:
+                return
+            yield raw.decode("utf-8", "replace")
+
+    async def wait(self) -> int:
+        """The exit code, waiting at most until the deadline."""
+        try:
+            return await asyncio.wait_for(self._proc.wait(), self._remaining())
+        except TimeoutError:
+            raise DeadlineExceeded from None
+
+    async def close(self, grace: float) -> None:
+        """Let the CLI exit on its own for up to ``grace`` seconds, then kill its group and reap it."""
+        if grace > 0 and self._proc.returncode is None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._proc.wait(), grace)
+        # Sweep the whole group: the CLI's own children (node, tools) must not outlive it.
+        _killpg(self._proc.pid)
+        _live_groups.discard(self._proc.pid)
+        for task in self._tasks:
+            task.cancel()
+        await self._proc.wait()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _remaining(self) -> float:
+        return max(0.0, self._deadline - asyncio.get_running_loop().time())
+
+    async def _feed(self, data: bytes) -> None:
+        stdin = self._proc.stdin
+        assert stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(data)
+            await stdin.drain()
+        stdin.close()  # codex blocks until stdin reaches EOF
+
+    async def _drain_stderr(self) -> None:
+        stderr = self._proc.stderr
+        assert stderr is not None
+        while chunk := await stderr.read(65536):
+            self._stderr += chunk
+            del self._stderr[:-STDERR_TAIL_BYTES]
+
+
+@contextlib.asynccontextmanager
+async def spawn(
+    invocation: Invocation, *, cwd: Path, env: Mapping[str, str], deadline: float
+) -> AsyncIterator[CliProcess]:
+    """Start the CLI in a new process group; on exit from the block it is gone, whatever happened.
+
+    ``deadline`` is in event-loop time (``loop.time()``).
+    """
+    for path, content in invocation.files.items():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(content)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *invocation.argv,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,  # its own process group, killed as a whole
+            limit=STDOUT_LINE_LIMIT,
+        )
+    except OSError as error:
+        raise SpawnFailed(f"{Path(invocation.argv[0]).name}: {error.strerror or error}") from error
+    _live_groups.add(proc.pid)
+    cli = CliProcess(proc, invocation.stdin.encode("utf-8", "replace"), deadline)
+    finished = False
+    try:
+        yield cli
+        finished = True
+    finally:
+        await cli.close(grace=EXIT_GRACE_SECONDS if finished else 0)
