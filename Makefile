@@ -1,0 +1,50 @@
+# The commands a person types. `make demo` and `make test` set everything up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8080
+
+.PHONY: setup demo serve test unit e2e lint bench clean
+
+setup: $(VENV)/.installed node_modules/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+## Start the emulator on localhost:$(PORT), offline, against the built-in fake upstream.
+demo: setup
+	$(BIN)/clinvk-local --fake-upstream --port $(PORT)
+
+## Start the emulator on localhost:$(PORT) with the CLIs' own logins (or CLINVK_* upstream settings).
+serve: setup
+	$(BIN)/clinvk-local --port $(PORT)
+
+## Everything CI runs: lint, type checks, template lint, unit and end-to-end tests.
+test: setup lint
+	$(BIN)/pytest -q
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+e2e: setup
+	$(BIN)/pytest -q tests/e2e
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/cfn-lint template.yaml
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache *.egg-info
