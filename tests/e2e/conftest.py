@@ -82,7 +82,7 @@ def fresh_script(request: pytest.FixtureRequest) -> Iterator[None]:
     if "fake" in request.fixturenames:
         upstream: FakeUpstream = request.getfixturevalue("fake")
         upstream.reset()
-    yield
+    return
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script, Usage
 from tests.e2e.conftest import Emulator
@@ -152,8 +153,10 @@ def test_unknown_model_is_a_404_naming_the_valid_ones(client: openai.OpenAI) -> 
         client.chat.completions.create(model="llama-3", messages=[{"role": "user", "content": "hi"}])
     error = caught.value.body
     assert isinstance(error, dict)
-    assert error["code"] == "model_not_found" and error["param"] == "model"
-    assert "claude" in error["message"] and "gemini" in error["message"]
+    assert error["code"] == "model_not_found"
+    assert error["param"] == "model"
+    assert "claude" in error["message"]
+    assert "gemini" in error["message"]
 
 
 @pytest.mark.parametrize(
@@ -173,4 +176,5 @@ def test_bad_requests_are_openai_400s(body: bytes, param: str | None, emulator: 
     assert response.status_code == 400
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
-    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param

@@ -8,6 +8,7 @@ system prompt placement, no tools).
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -28,7 +29,14 @@ ROOT = Path(__file__).resolve().parents[2]
 CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
 GEMINI = ROOT / "node_modules" / ".bin" / "gemini"
 CODEX = (
-    ROOT / "node_modules" / "@openai" / "codex-linux-x64" / "vendor" / "x86_64-unknown-linux-musl" / "bin" / "codex"
+    ROOT
+    / "node_modules"
+    / "@openai"
+    / "codex-linux-x64"
+    / "vendor"
+    / "x86_64-unknown-linux-musl"
+    / "bin"
+    / "codex"
 )
 BINARIES = {"claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
 CLIS = ["claude", "codex", "gemini"]
@@ -88,7 +96,14 @@ def cli_command(
             "CLAUDE_CODE_MAX_RETRIES": "0",
             "CLAUDE_CONFIG_DIR": str(state / "claude"),
         }
-        argv = [str(CLAUDE), "-p", "--output-format", "stream-json", "--verbose", "--include-partial-messages"]
+        argv = [
+            str(CLAUDE),
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--include-partial-messages",
+        ]
         argv += ["--tools", "", "--no-session-persistence", "--model", "claude-sonnet-4-5", *args]
     elif cli == "codex":
         env |= {"CODEX_HOME": str(state / "codex"), "UP_KEY": "sk-fake"}
@@ -108,7 +123,9 @@ def cli_command(
             "GEMINI_CLI_NO_RELAUNCH": "true",
         }
         (state / "gemini" / ".gemini").mkdir(parents=True)
-        (state / "gemini" / ".gemini" / "settings.json").write_text(json.dumps({**GEMINI_SETTINGS, **(settings or {})}))
+        (state / "gemini" / ".gemini" / "settings.json").write_text(
+            json.dumps({**GEMINI_SETTINGS, **(settings or {})})
+        )
         argv = [str(GEMINI), "-o", "stream-json", "--skip-trust", *args]
         if "--no-model" in argv:
             argv.remove("--no-model")
@@ -162,7 +179,8 @@ def run_cli(
     """Run `cli` to completion, timestamping each stdout line as it arrives."""
     proc = start_cli(cli, fake, tmp_path, prompt, args, env, settings)
     stderr: list[str] = []
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None
+    assert proc.stderr is not None
     err_reader = threading.Thread(target=lambda: stderr.append(proc.stderr.read() if proc.stderr else ""))
     err_reader.start()
     killer = threading.Timer(timeout, proc.kill)
@@ -203,7 +221,11 @@ def text_deltas(cli: str, run: Run) -> list[tuple[float, str]]:
             for t, e in run.timed("stream_event")
             if e["event"]["type"] == "content_block_delta" and e["event"]["delta"]["type"] == "text_delta"
         ]
-    return [(t, str(m["content"])) for t, m in run.timed("message") if m.get("role") == "assistant" and m.get("delta")]
+    return [
+        (t, str(m["content"]))
+        for t, m in run.timed("message")
+        if m.get("role") == "assistant" and m.get("delta")
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +290,7 @@ def test_chunks_arrive_spread_in_time(cli: str, fake: FakeUpstream, tmp_path: Pa
         return
     deltas = text_deltas(cli, run)
     assert [text for _, text in deltas] == chunks, run.describe()
-    gaps = [b[0] - a[0] for a, b in zip(deltas, deltas[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(deltas)]
     assert all(gap >= 0.15 for gap in gaps), gaps
 
 
@@ -286,7 +308,11 @@ def test_usage_with_cached_tokens(cli: str, fake: FakeUpstream, tmp_path: Path) 
         assert (usage["input_tokens"], usage["cache_read_input_tokens"]) == (60, 40)
         assert (usage["cache_creation_input_tokens"], usage["output_tokens"]) == (0, 7)
         model_usage = result["modelUsage"]["claude-sonnet-4-5"]
-        assert (model_usage["inputTokens"], model_usage["cacheReadInputTokens"], model_usage["outputTokens"]) == (
+        assert (
+            model_usage["inputTokens"],
+            model_usage["cacheReadInputTokens"],
+            model_usage["outputTokens"],
+        ) == (
             60,
             40,
             7,
