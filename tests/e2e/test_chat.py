@@ -139,7 +139,7 @@ def test_langchain_invoke_and_stream(backend: str, emulator: Emulator, fake: Fak
     llm = ChatOpenAI(
         model=backend,
         base_url=emulator.base_url,
-        api_key="not-needed",
+        api_key=SecretStr("not-needed"),
         max_retries=0,
         use_responses_api=False,
     )
