@@ -77,12 +77,11 @@ def fake() -> Iterator[FakeUpstream]:
 
 
 @pytest.fixture(autouse=True)
-def fresh_script(request: pytest.FixtureRequest) -> Iterator[None]:
+def fresh_script(request: pytest.FixtureRequest) -> None:
     """Every e2e test starts with the default script and an empty request log."""
     if "fake" in request.fixturenames:
         upstream: FakeUpstream = request.getfixturevalue("fake")
         upstream.reset()
-    return
 
 
 @pytest.fixture(scope="session")
