@@ -1,0 +1,45 @@
+"""The README's promise: `make demo` (clinvk-local --fake-upstream) + the SDK snippet prints an answer."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import REPO, Emulator, emulator_env
+
+pytestmark = pytest.mark.e2e
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    running = Emulator(emulator_env(tmp_path_factory.mktemp("demo-home"), {}), "--fake-upstream")
+    yield running
+    # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
+    assert running.stop() in (0, -signal.SIGTERM)
+
+
+def test_readme_commands() -> None:
+    assert "make demo" in README
+    assert "make test" in README
+    assert 'base_url="http://localhost:8080/openai/v1"' in README
+    assert "make test" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert "clinvk-local --fake-upstream" in (REPO / "Makefile").read_text(encoding="utf-8")
+
+
+def test_readme_snippet_prints_models_and_an_answer(demo: Emulator, tmp_path: Path) -> None:
+    snippet = next(block for block in re.findall(r"```python\n(.*?)```", README, re.S) if "OpenAI(" in block)
+    script = tmp_path / "snippet.py"
+    script.write_text(snippet.replace("http://localhost:8080/openai/v1", demo.base_url), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+    )
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["claude", "codex", "gemini"]
+    assert lines[3:] == ["pong from fake"]
