@@ -78,7 +78,8 @@ class Run:
 
     def describe(self) -> str:
         out = "\n".join(json.dumps(obj)[:400] for _, obj in self.lines)
-        return f"exit {self.returncode} after {self.seconds:.2f}s\nstdout:\n{out}\nstderr:\n{self.stderr[-2000:]}"
+        head = f"exit {self.returncode} after {self.seconds:.2f}s"
+        return f"{head}\nstdout:\n{out}\nstderr:\n{self.stderr[-2000:]}"
 
 
 def cli_command(
@@ -375,8 +376,11 @@ def test_hang_leaves_cli_waiting(cli: str, fake: FakeUpstream, tmp_path: Path) -
         assert proc.poll() is None  # still waiting for an answer
     finally:
         proc.kill()
-        out, _ = proc.communicate(timeout=10)
-    assert "pong from fake" not in out
+        proc.wait(timeout=10)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    with proc.stdout, proc.stderr:
+        assert "pong from fake" not in proc.stdout.read()
 
 
 # ---- system prompts, tools, helper calls ---------------------------------------------------------------
