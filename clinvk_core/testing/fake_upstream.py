@@ -1,0 +1,820 @@
+"""A scripted fake model provider on 127.0.0.1, for tests that must never reach the internet.
+
+It speaks just enough of three provider APIs for the real CLIs to complete a turn against it:
+
+* Anthropic Messages   ``POST /v1/messages``                          (claude; SSE or JSON)
+* OpenAI Responses     ``POST /v1/responses``                         (codex; SSE or JSON)
+* Gemini API           ``POST /v1beta/models/{model}:streamGenerateContent?alt=sse`` and
+                       ``:generateContent`` (gemini; ``:countTokens`` too)
+
+Every request is recorded (control calls under ``/_fake/`` excepted) so tests can assert on what a
+CLI actually sent. How the fake answers is set with :class:`Script`, from Python
+(:meth:`FakeUpstream.set_script`) or over HTTP (``POST /_fake/script``), so the same fake serves
+in-process tests and a gateway running in another process.
+
+Helper calls that the CLIs make on their own (gemini's model router and next-speaker check:
+``:generateContent`` with a ``responseJsonSchema``; ``:countTokens``) are exempt from the script:
+they always get a valid answer, so that a script describes the one model turn under test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import copy
+import itertools
+import json
+import re
+import signal
+import socket
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from types import FrameType, TracebackType
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+__all__ = [
+    "HELPER_USAGE",
+    "RETRY_AFTER_SECONDS",
+    "FakeUpstream",
+    "RecordedRequest",
+    "Script",
+    "Usage",
+    "main",
+]
+
+RETRY_AFTER_SECONDS = 7
+"""Value of the ``Retry-After`` header sent with every scripted 429 (distinctive on purpose)."""
+
+_JSON = dict[str, Any]
+
+
+@dataclass
+class Usage:
+    """Token counts the fake reports upstream; each provider maps them into its own usage shape."""
+
+    input_tokens: int = 10  # ALL input tokens, cached included
+    cached_tokens: int = 0  # of which cached
+    output_tokens: int = 5
+
+
+HELPER_USAGE = Usage(input_tokens=3, cached_tokens=0, output_tokens=2)
+"""Usage reported by exempt helper calls (gemini router / next-speaker check): small and recognisable."""
+
+
+@dataclass
+class Script:
+    """How the fake answers the next requests, for all providers alike.
+
+    Usage mapping: Anthropic ``input_tokens`` = input - cached, ``cache_read_input_tokens`` = cached,
+    ``cache_creation_input_tokens`` = 0; Responses ``input_tokens`` = input (cached included),
+    ``input_tokens_details.cached_tokens`` = cached; Gemini ``promptTokenCount`` = input,
+    ``cachedContentTokenCount`` = cached.
+    """
+
+    text: str = "pong from fake"
+    chunks: list[str] | None = None  # explicit chunking (wins over `text`); default: ~words, spaces kept
+    chunk_delay: float = 0.0  # seconds between chunks (after the first)
+    usage: Usage = field(default_factory=Usage)
+    status: int = 200  # != 200: that HTTP status with the provider's own error JSON body
+    error_message: str = ""  # error body text; default depends on the status
+    hang: bool = False  # accept the request, never answer; released by client disconnect or stop() (503)
+    echo: bool = False  # reply = text + " " + the last user text of the request
+
+    @classmethod
+    def from_json(cls, data: Any) -> Script:
+        """Build a Script from its JSON form (``usage`` as a nested dict); ValueError if malformed."""
+        values = _checked_fields(data, _SCRIPT_TYPES, "script")
+        if "usage" in values:
+            values["usage"] = Usage(**_checked_fields(values["usage"], _USAGE_TYPES, "usage"))
+        chunks = values.get("chunks")
+        if chunks is not None and not all(isinstance(chunk, str) for chunk in chunks):
+            raise ValueError("script.chunks must be a list of strings")
+        return cls(**values)
+
+
+_USAGE_TYPES: dict[str, tuple[type, ...]] = {
+    "input_tokens": (int,),
+    "cached_tokens": (int,),
+    "output_tokens": (int,),
+}
+_SCRIPT_TYPES: dict[str, tuple[type, ...]] = {
+    "text": (str,),
+    "chunks": (list, type(None)),
+    "chunk_delay": (int, float),
+    "usage": (dict,),
+    "status": (int,),
+    "error_message": (str,),
+    "hang": (bool,),
+    "echo": (bool,),
+}
+
+
+def _checked_fields(data: Any, types: dict[str, tuple[type, ...]], what: str) -> dict[str, Any]:
+    """`data` as keyword arguments, refusing non-objects, unknown keys and wrongly typed values."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} must be a JSON object")
+    for key, value in data.items():
+        if key not in types:
+            raise ValueError(f"unknown {what} field: {key!r}")
+        if not isinstance(value, types[key]) or (isinstance(value, bool) and bool not in types[key]):
+            raise ValueError(f"{what}.{key} has the wrong type: {value!r}")
+    return dict(data)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake received it (headers lower-cased, body parsed as JSON when possible)."""
+
+    provider: str  # "anthropic" | "openai" | "gemini" | "unknown" (unrouted path, answered 404)
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: Any
+
+    def text(self) -> str:
+        """The whole body as one JSON string, for "does X appear anywhere" asserts."""
+        if isinstance(self.body, str):
+            return self.body
+        return json.dumps(self.body, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers: reply text, chunking, error bodies, provider payloads.
+# --------------------------------------------------------------------------------------------
+
+_WORD_RE = re.compile(r"\s*\S+\s*")
+
+
+def _split_words(text: str) -> list[str]:
+    """Split into ~word chunks that keep their trailing spaces ("pong ", "from ", "fake")."""
+    parts = _WORD_RE.findall(text)
+    if not parts and text:
+        return [text]
+    return parts
+
+
+def _content_texts(content: Any) -> list[str]:
+    """Texts of a message ``content``: a plain string or a list of typed blocks / Gemini parts."""
+    if isinstance(content, str):
+        return [content]
+    texts: list[str] = []
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                if block.get("type") in (None, "text", "input_text"):
+                    texts.append(block["text"])
+            elif isinstance(block, str):
+                texts.append(block)
+    return texts
+
+
+def _last_user_text(provider: str, body: Any) -> str:
+    """The last text the user sent, wherever this provider puts it ("" if none)."""
+    if not isinstance(body, dict):
+        return ""
+    if provider == "anthropic":
+        items, content_key = body.get("messages"), "content"
+    elif provider == "openai":
+        items, content_key = body.get("input"), "content"
+        if isinstance(items, str):
+            return items
+    else:
+        items, content_key = body.get("contents"), "parts"
+    if not isinstance(items, list):
+        return ""
+    for item in reversed(items):
+        if isinstance(item, dict) and item.get("role", "user") == "user":
+            texts = _content_texts(item.get(content_key))
+            if texts:
+                return texts[-1]
+    return ""
+
+
+def _reply_chunks(script: Script, provider: str, body: Any) -> list[str]:
+    """The chunks of the scripted reply, echo applied."""
+    chunks = list(script.chunks) if script.chunks is not None else _split_words(script.text)
+    if script.echo:
+        tail = " " + _last_user_text(provider, body)
+        if script.chunks is None:
+            chunks = _split_words(script.text + tail)
+        else:
+            chunks.append(tail)
+    return chunks
+
+
+_DEFAULT_ERROR_MESSAGES = {
+    400: "fake: bad request",
+    401: "fake: invalid api key",
+    403: "fake: permission denied",
+    404: "fake: not found",
+    408: "fake: request timeout",
+    413: "fake: request too large",
+    429: "fake: rate limited",
+    500: "fake internal server error",
+    502: "fake: bad gateway",
+    503: "fake: service unavailable",
+    504: "fake: gateway timeout",
+    529: "fake: overloaded",
+}
+
+_ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+_OPENAI_ERRORS: dict[int, tuple[str, str | None]] = {
+    400: ("invalid_request_error", None),
+    401: ("invalid_request_error", "invalid_api_key"),
+    403: ("permission_error", "unsupported_country_region_territory"),
+    404: ("invalid_request_error", "model_not_found"),
+    429: ("requests", "rate_limit_exceeded"),
+}
+
+_GEMINI_STATUSES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+
+def _error_body(provider: str, status: int, message: str, request_id: str) -> _JSON:
+    """The error JSON each provider really sends, so the CLIs parse and report it as they would."""
+    if provider == "anthropic":
+        kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        error = {"type": kind, "message": message}
+        return {"type": "error", "error": error, "request_id": request_id}
+    if provider == "openai":
+        kind, code = _OPENAI_ERRORS.get(
+            status, ("server_error" if status >= 500 else "invalid_request_error", None)
+        )
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    if provider == "gemini":
+        state = _GEMINI_STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
+        gerror: _JSON = {"code": status, "message": message, "status": state}
+        if status == 429:  # Google states the retry delay in the body; gemini reads only this
+            retry_info = {
+                "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                "retryDelay": f"{RETRY_AFTER_SECONDS}s",
+            }
+            gerror["details"] = [retry_info]
+        return {"error": gerror}
+    return {"error": {"message": message, "type": "not_found", "code": status}}
+
+
+def _error_response(provider: str, status: int, message: str = "") -> JSONResponse:
+    """An HTTP error in the provider's format (429 also carries Retry-After)."""
+    message = message or _DEFAULT_ERROR_MESSAGES.get(status, f"fake: error {status}")
+    headers = {"retry-after": str(RETRY_AFTER_SECONDS)} if status == 429 else {}
+    request_id = _new_id("req_fake_")
+    if provider == "anthropic":
+        headers["request-id"] = request_id
+    body = _error_body(provider, status, message, request_id)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex[:16]
+
+
+def _sse(data: _JSON, event: str | None = None) -> bytes:
+    """One server-sent event (``event:`` line only when the provider names its events)."""
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+# ---- Anthropic Messages ------------------------------------------------------------------------
+
+
+def _anthropic_usage(usage: Usage) -> _JSON:
+    return {
+        "input_tokens": usage.input_tokens - usage.cached_tokens,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": usage.cached_tokens,
+        "output_tokens": usage.output_tokens,
+    }
+
+
+def _anthropic_message(msg_id: str, model: str, text: str, usage: Usage) -> _JSON:
+    return {
+        "id": msg_id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": _anthropic_usage(usage),
+    }
+
+
+def _anthropic_events(msg_id: str, model: str, chunks: list[str], usage: Usage) -> Iterable[bytes]:
+    """Events of a streamed Anthropic message; the caller inserts delays between text deltas."""
+    start = _anthropic_message(msg_id, model, "", usage)
+    start["content"], start["stop_reason"] = [], None
+    start["usage"]["output_tokens"] = 1
+    yield _sse({"type": "message_start", "message": start}, "message_start")
+    block = {"type": "text", "text": ""}
+    yield _sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
+    yield _sse({"type": "ping"}, "ping")
+    for chunk in chunks:
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}}
+        yield _sse(delta, "content_block_delta")
+    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    message_delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"output_tokens": usage.output_tokens},
+    }
+    yield _sse(message_delta, "message_delta")
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
+# ---- OpenAI Responses --------------------------------------------------------------------------
+
+
+def _responses_usage(usage: Usage) -> _JSON:
+    return {
+        "input_tokens": usage.input_tokens,
+        "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+        "output_tokens": usage.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
+
+
+def _responses_item(item_id: str, text: str, status: str) -> _JSON:
+    content = [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+    return {
+        "id": item_id,
+        "type": "message",
+        "status": status,
+        "role": "assistant",
+        "content": content if status == "completed" else [],
+    }
+
+
+def _responses_object(
+    resp_id: str, model: str, status: str, output: list[_JSON], usage: _JSON | None
+) -> _JSON:
+    return {
+        "id": resp_id,
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": status,
+        "error": None,
+        "incomplete_details": None,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": usage,
+    }
+
+
+def _responses_events(resp_id: str, model: str, chunks: list[str], usage: Usage) -> Iterable[bytes]:
+    """Events of a streamed Responses turn with one assistant message."""
+    item_id = _new_id("msg_fake_")
+    text = "".join(chunks)
+    seq = itertools.count()
+
+    def ev(kind: str, **data: Any) -> bytes:
+        return _sse({"type": kind, "sequence_number": next(seq), **data}, kind)
+
+    yield ev("response.created", response=_responses_object(resp_id, model, "in_progress", [], None))
+    yield ev("response.in_progress", response=_responses_object(resp_id, model, "in_progress", [], None))
+    yield ev("response.output_item.added", output_index=0, item=_responses_item(item_id, "", "in_progress"))
+    part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    loc = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    yield ev("response.content_part.added", **loc, part=part)
+    for chunk in chunks:
+        yield ev("response.output_text.delta", **loc, delta=chunk, logprobs=[])
+    yield ev("response.output_text.done", **loc, text=text, logprobs=[])
+    yield ev("response.content_part.done", **loc, part={**part, "text": text})
+    done_item = _responses_item(item_id, text, "completed")
+    yield ev("response.output_item.done", output_index=0, item=done_item)
+    final = _responses_object(resp_id, model, "completed", [done_item], _responses_usage(usage))
+    yield ev("response.completed", response=final)
+
+
+# ---- Gemini ------------------------------------------------------------------------------------
+
+
+def _gemini_usage(usage: Usage) -> _JSON:
+    return {
+        "promptTokenCount": usage.input_tokens,
+        "candidatesTokenCount": usage.output_tokens,
+        "totalTokenCount": usage.input_tokens + usage.output_tokens,
+        "cachedContentTokenCount": usage.cached_tokens,
+    }
+
+
+def _gemini_chunk(model: str, resp_id: str, text: str, final: bool, usage: Usage) -> _JSON:
+    candidate: _JSON = {"content": {"parts": [{"text": text}], "role": "model"}, "index": 0}
+    chunk: _JSON = {"candidates": [candidate], "modelVersion": model, "responseId": resp_id}
+    if final:
+        candidate["finishReason"] = "STOP"
+        chunk["usageMetadata"] = _gemini_usage(usage)
+    return chunk
+
+
+def _gemini_stream(model: str, resp_id: str, chunks: list[str], usage: Usage) -> Iterable[bytes]:
+    """One SSE ``data:`` event per chunk; the last carries finishReason STOP and usageMetadata."""
+    chunks = chunks or [""]
+    for i, chunk in enumerate(chunks):
+        yield _sse(_gemini_chunk(model, resp_id, chunk, i == len(chunks) - 1, usage))
+
+
+def _json_schema_of(body: Any) -> _JSON | None:
+    """The response JSON schema of a Gemini structured-output request (the CLIs' helper calls)."""
+    if not isinstance(body, dict):
+        return None
+    config = body.get("generationConfig")
+    if not isinstance(config, dict):
+        return None
+    schema = config.get("responseJsonSchema") or config.get("responseSchema")
+    return schema if isinstance(schema, dict) else None
+
+
+_HELPER_VALUES: dict[str, Any] = {
+    "complexity_score": 10,  # gemini router: low score = simple task, routes to the flash model
+    "complexity_reasoning": "fake: simple task",
+    "next_speaker": "user",  # gemini next-speaker check: the turn is over
+    "reasoning": "fake: the model answered",
+}
+
+
+def _sample_for_schema(schema: Any, name: str = "") -> Any:
+    """A small value valid for a (Gemini-flavoured, upper- or lower-case) JSON schema."""
+    if name in _HELPER_VALUES:
+        return _HELPER_VALUES[name]
+    if not isinstance(schema, dict):
+        return None
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = str(schema.get("type", "object")).lower()
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {key: _sample_for_schema(sub, key) for key, sub in props.items()}
+    if kind == "array":
+        return [_sample_for_schema(schema.get("items"))]
+    samples: dict[str, Any] = {"string": "fake", "integer": 1, "number": 1, "boolean": False}
+    return samples.get(kind)
+
+
+# --------------------------------------------------------------------------------------------
+# The server.
+# --------------------------------------------------------------------------------------------
+
+
+def _decode_body(raw: bytes, encoding: str) -> Any:
+    """Parse a request body: inflate gzip/deflate, then JSON if it parses, else text."""
+    if encoding in ("gzip", "deflate"):
+        with contextlib.suppress(zlib.error):
+            raw = zlib.decompress(raw, zlib.MAX_WBITS | 32)
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class FakeUpstream:
+    """The fake provider: a Starlette app served by uvicorn in a daemon thread."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self.port = port
+        self._lock = threading.Lock()
+        self._script = Script()
+        self._requests: list[RecordedRequest] = []
+        self._stopping = threading.Event()
+        self._async_stopping: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_error: BaseException | None = None
+        self.app = self._build_app()
+
+    # ---- public API ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:18080`` (real port once started)."""
+        return f"http://{self.host}:{self.port}"
+
+    def set_script(self, script: Script) -> None:
+        """Answer the next requests with `script` (a copy is kept; thread-safe)."""
+        with self._lock:
+            self._script = copy.deepcopy(script)
+
+    @property
+    def script(self) -> Script:
+        """A copy of the current script."""
+        with self._lock:
+            return copy.deepcopy(self._script)
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """A snapshot of the recorded requests, oldest first."""
+        with self._lock:
+            return list(self._requests)
+
+    def clear(self) -> None:
+        """Forget the recorded requests."""
+        with self._lock:
+            self._requests.clear()
+
+    def reset(self) -> None:
+        """Default script and an empty request log."""
+        with self._lock:
+            self._script = Script()
+            self._requests.clear()
+
+    def start(self) -> FakeUpstream:
+        """Bind, serve in a daemon thread and return once listening (port 0 picks a free port)."""
+        if self._thread is not None:
+            raise RuntimeError("FakeUpstream already started")
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+            timeout_keep_alive=5,
+        )
+        server = uvicorn.Server(config)
+        self._server = server
+        self._stopping.clear()
+
+        async def serve_async() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._async_stopping = asyncio.Event()
+            await server.serve(sockets=[sock])
+
+        def serve() -> None:
+            try:
+                asyncio.run(serve_async())
+            except BaseException as exc:  # reported by start() / stop()
+                self._thread_error = exc
+            finally:
+                sock.close()
+
+        self._thread = threading.Thread(target=serve, name=f"fake-upstream-{self.port}", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._thread = None
+                raise RuntimeError(f"fake upstream failed to start: {self._thread_error!r}")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; hanging requests are released first so this returns within ~1-2 s."""
+        self._stopping.set()
+        loop, event = self._loop, self._async_stopping
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # loop already closed
+                loop.call_soon_threadsafe(event.set)
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._thread = None
+        self._server = None
+        self._loop = None
+        self._async_stopping = None
+
+    def __enter__(self) -> FakeUpstream:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ---- app ----------------------------------------------------------------------------------
+
+    def _build_app(self) -> Starlette:
+        routes = [
+            Route("/v1/messages", self._anthropic, methods=["POST"]),
+            Route("/v1/responses", self._openai, methods=["POST"]),
+            Route("/{version:str}/models/{target:str}", self._gemini, methods=["POST"]),
+            Route("/_fake/script", self._control_script, methods=["GET", "POST"]),
+            Route("/_fake/reset", self._control_reset, methods=["POST"]),
+            Route("/_fake/requests", self._control_requests, methods=["GET"]),
+            Route(
+                "/{path:path}",
+                self._unknown,
+                methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+            ),
+        ]
+        return Starlette(routes=routes)
+
+    async def _record(self, provider: str, request: Request) -> RecordedRequest:
+        raw = await request.body()
+        recorded = RecordedRequest(
+            provider=provider,
+            method=request.method,
+            path=request.url.path,
+            query=request.url.query,
+            headers=dict(request.headers),
+            body=_decode_body(raw, request.headers.get("content-encoding", "")),
+        )
+        with self._lock:
+            self._requests.append(recorded)
+        return recorded
+
+    async def _script_failure(self, provider: str, script: Script, request: Request) -> Response | None:
+        """The answer of a hanging or failing script; None when the script answers normally."""
+        if script.hang:
+            await self._hang(request)
+            return _error_response(provider, 503, "fake: server stopping")
+        if script.status != 200:
+            return _error_response(provider, script.status, script.error_message)
+        return None
+
+    async def _hang(self, request: Request) -> None:
+        """Wait until the client goes away or the server stops, answering nothing meanwhile."""
+
+        async def client_gone() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        waiters = [asyncio.ensure_future(client_gone()), asyncio.ensure_future(self._stop_event().wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def _paced(
+        self, events: Iterable[bytes], is_delta: Callable[[bytes], bool], delay: float
+    ) -> AsyncIterator[bytes]:
+        """Yield SSE events, sleeping `delay` before every text delta but the first."""
+        seen_delta = False
+        for event in events:
+            if is_delta(event):
+                if seen_delta and delay > 0:
+                    await self._sleep(delay)
+                seen_delta = True
+            yield event
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, cut short when the server stops so shutdown is not held up by slow scripts."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop_event().wait(), seconds)
+
+    def _stop_event(self) -> asyncio.Event:
+        """The server loop's view of "stopping" (created there, set from stop() thread-safely)."""
+        if self._async_stopping is None:
+            self._async_stopping = asyncio.Event()
+            if self._stopping.is_set():
+                self._async_stopping.set()
+        return self._async_stopping
+
+    async def _anthropic(self, request: Request) -> Response:
+        recorded, script = await self._record("anthropic", request), self.script
+        if (failure := await self._script_failure("anthropic", script, request)) is not None:
+            return failure
+        body = recorded.body if isinstance(recorded.body, dict) else {}
+        model = str(body.get("model", "claude-fake"))
+        chunks = _reply_chunks(script, "anthropic", body)
+        msg_id = _new_id("msg_fake_")
+        headers = {"request-id": _new_id("req_fake_")}
+        if not body.get("stream"):
+            return JSONResponse(
+                _anthropic_message(msg_id, model, "".join(chunks), script.usage), headers=headers
+            )
+        events = _anthropic_events(msg_id, model, chunks, script.usage)
+        stream = self._paced(
+            events, lambda e: e.startswith(b"event: content_block_delta"), script.chunk_delay
+        )
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+    async def _openai(self, request: Request) -> Response:
+        recorded, script = await self._record("openai", request), self.script
+        if (failure := await self._script_failure("openai", script, request)) is not None:
+            return failure
+        body = recorded.body if isinstance(recorded.body, dict) else {}
+        model = str(body.get("model", "gpt-fake"))
+        chunks = _reply_chunks(script, "openai", body)
+        resp_id = _new_id("resp_fake_")
+        if not body.get("stream"):
+            item = _responses_item(_new_id("msg_fake_"), "".join(chunks), "completed")
+            usage = _responses_usage(script.usage)
+            return JSONResponse(_responses_object(resp_id, model, "completed", [item], usage))
+        events = _responses_events(resp_id, model, chunks, script.usage)
+        stream = self._paced(
+            events, lambda e: e.startswith(b"event: response.output_text.delta"), script.chunk_delay
+        )
+        return StreamingResponse(stream, media_type="text/event-stream")
+
+    async def _gemini(self, request: Request) -> Response:
+        model, _, method = request.path_params["target"].rpartition(":")
+        known = ("streamGenerateContent", "generateContent", "countTokens")
+        if not model or method not in known or not request.path_params["version"].startswith("v1"):
+            return await self._unknown(request)
+        # Helper calls (router, next-speaker check, token counting) are exempt from the script.
+        recorded = await self._record("gemini", request)
+        if method == "countTokens":
+            return JSONResponse({"totalTokens": max(1, len(recorded.text()) // 4)})
+        schema = _json_schema_of(recorded.body)
+        if method == "generateContent" and schema is not None:
+            text = json.dumps(_sample_for_schema(schema))
+            return JSONResponse(_gemini_chunk(model, _new_id("fake-"), text, True, HELPER_USAGE))
+        script = self.script
+        if (failure := await self._script_failure("gemini", script, request)) is not None:
+            return failure
+        chunks = _reply_chunks(script, "gemini", recorded.body)
+        resp_id = _new_id("fake-")
+        if method == "generateContent":
+            return JSONResponse(_gemini_chunk(model, resp_id, "".join(chunks), True, script.usage))
+        events = _gemini_stream(model, resp_id, chunks, script.usage)
+        stream = self._paced(events, lambda e: True, script.chunk_delay)
+        return StreamingResponse(stream, media_type="text/event-stream")
+
+    async def _unknown(self, request: Request) -> Response:
+        await self._record("unknown", request)
+        message = f"fake upstream: no route for {request.method} {request.url.path}"
+        return JSONResponse(_error_body("unknown", 404, message, ""), status_code=404)
+
+    async def _control_script(self, request: Request) -> Response:
+        if request.method == "GET":
+            return JSONResponse(asdict(self.script))
+        try:
+            script = Script.from_json(json.loads(await request.body()))
+        except (ValueError, TypeError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        self.set_script(script)
+        return JSONResponse({"ok": True, "script": asdict(script)})
+
+    async def _control_reset(self, request: Request) -> Response:
+        self.reset()
+        return JSONResponse({"ok": True})
+
+    async def _control_requests(self, request: Request) -> Response:
+        return JSONResponse([asdict(r) for r in self.requests])
+
+
+def main() -> None:
+    """Run the fake in the foreground (for a gateway in another process) until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=18080)
+    args = parser.parse_args()
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        done.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    fake = FakeUpstream(args.host, args.port).start()
+    print(f"fake upstream listening on {fake.url}", flush=True)
+    try:
+        while not done.wait(0.5):
+            pass
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
