@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default=16, ge=1)
     max_request_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
     keepalive_seconds: float = Field(default=15.0, gt=0)
-    upstream_max_retries: int = Field(default=1, ge=0)
+    # The CLIs' own defaults retry for minutes; the client's OpenAI SDK retries 429/5xx itself.
+    upstream_max_retries: int = Field(default=0, ge=0)
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
 

@@ -49,10 +49,11 @@ class Completed:
 
 @dataclass(frozen=True, slots=True)
 class Failed:
-    """The CLI reported a failure; ``upstream_status`` is the provider's HTTP status when known."""
+    """The CLI reported a failure; the provider's HTTP status and retry delay when known."""
 
     message: str
     upstream_status: int | None = None
+    retry_after: int | None = None  # seconds
 
 
 Event = SessionStarted | TextDelta | Completed | Failed

@@ -23,6 +23,7 @@ from clinvk_core.routing import Route, resolve
 from clinvk_core.runner import CliProcess, DeadlineExceeded, SpawnFailed, spawn, workspace
 
 MESSAGE_LIMIT = 1000  # characters of CLI error text passed on to the client
+DEFAULT_RETRY_AFTER_SECONDS = 5  # for an upstream 429 whose delay the CLI does not report
 
 
 class Gateway:
@@ -130,7 +131,7 @@ class Gateway:
     def _failure(self, backend: Backend, failure: Failed) -> UpstreamFailed | RateLimited:
         message = self._redact(f"{backend.name}: {failure.message}")
         if failure.upstream_status == 429:
-            return RateLimited(message, retry_after=5)
+            return RateLimited(message, retry_after=failure.retry_after or DEFAULT_RETRY_AFTER_SECONDS)
         return UpstreamFailed(message)
 
     def _redact(self, text: str) -> str:

@@ -23,6 +23,19 @@ from clinvk_core.events import Completed, Event, Failed, SessionStarted, TextDel
 KEY_ENV = "CODEX_UPSTREAM_API_KEY"
 _DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _SANDBOX: dict[ToolMode, str] = {"chat": "read-only", "read-only": "read-only", "agent": "workspace-write"}
+# Tools a one-shot, non-interactive turn never needs (goals, sub-agents, questions to the user).
+_NEVER_USEFUL = (
+    "features.goals=false",
+    "features.multi_agent=false",
+    "tools.experimental_request_user_input.enabled=false",
+)
+# Each tool mode switches off what it must not use. In chat mode only apply_patch is left, which
+# comes from the model catalog and cannot write anything in the read-only sandbox.
+_TOOLS_OFF: dict[ToolMode, tuple[str, ...]] = {
+    "chat": (*_NEVER_USEFUL, "web_search=disabled", "features.shell_tool=false", "features.view_image=false"),
+    "read-only": (*_NEVER_USEFUL, "web_search=disabled"),
+    "agent": _NEVER_USEFUL,
+}
 _STATUS = re.compile(r"\bstatus:? (\d{3})\b")
 # The npm launcher only execs this native binary; calling it directly saves ~70 ms per request.
 _NATIVE = Path("codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex")
@@ -57,6 +70,8 @@ class Codex(Backend):
             "-c", "check_for_update_on_startup=false",
             "-c", "features.plugins=false",
         ]  # fmt: skip
+        for setting in _TOOLS_OFF[settings.tool_mode]:
+            argv += ["-c", setting]
         if request.model:
             argv += ["--model", request.model]
         if request.system_prompt:

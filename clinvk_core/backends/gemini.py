@@ -25,6 +25,8 @@ HOME_SETTINGS = "home/.gemini/settings.json"
 SYSTEM_SETTINGS = "settings.json"
 _APPROVAL: dict[ToolMode, str] = {"chat": "default", "read-only": "plan", "agent": "yolo"}
 _CODE = re.compile(r'"code"\s*:\s*(\d{3})')
+# A 429 reads "[API Error: <text>\nSuggested retry after 7s.]", with no status code in it.
+_RETRY_AFTER = re.compile(r"Suggested retry after (\d+)s")
 
 
 class Gemini(Backend):
@@ -99,8 +101,10 @@ def _result(obj: dict[str, Any], model: str | None) -> Event:
     if obj.get("status") != "success":
         error = obj.get("error")
         message = str(error.get("message")) if isinstance(error, dict) else "gemini failed"
-        match = _CODE.search(message)
-        return Failed(message, int(match.group(1)) if match else None)
+        if retry := _RETRY_AFTER.search(message):
+            return Failed(message, 429, int(retry.group(1)))
+        code = _CODE.search(message)
+        return Failed(message, int(code.group(1)) if code else None)
     stats = obj.get("stats")
     if not isinstance(stats, dict):
         return Completed(None)
