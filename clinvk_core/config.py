@@ -55,7 +55,9 @@ class Settings(BaseSettings):
 
     timeout_seconds: float = Field(default=300.0, ge=1)
     max_concurrency: int = Field(default=16, ge=1)
-    max_request_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)
+    max_request_bytes: int = Field(default=6 * 1024 * 1024, ge=1024)  # Lambda's payload limit
+    max_messages: int = Field(default=2000, ge=1)
+    max_prompt_chars: int = Field(default=2_000_000, ge=1000)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     # The CLIs' own defaults retry for minutes; the client's OpenAI SDK retries 429/5xx itself.
     upstream_max_retries: int = Field(default=0, ge=0)

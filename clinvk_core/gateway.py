@@ -80,8 +80,7 @@ class Gateway:
             raise BackendUnavailable(self._unavailable[route.backend])
         if self._in_flight >= self.settings.max_concurrency:
             raise RateLimited(
-                f"Too many requests in flight on this instance (limit {self.settings.max_concurrency}); "
-                "retry shortly."
+                f"Too many requests in flight on this instance (limit {self.settings.max_concurrency}); retry shortly."
             )
         self._in_flight += 1
         try:
@@ -104,9 +103,7 @@ class Gateway:
                         finally:
                             await events.aclose()
                 except SpawnFailed as error:
-                    raise BackendUnavailable(
-                        f"The {backend.name} CLI could not be started: {error}"
-                    ) from None
+                    raise BackendUnavailable(f"The {backend.name} CLI could not be started: {error}") from None
         finally:
             self._in_flight -= 1
 
@@ -164,9 +161,7 @@ class Gateway:
 
 def _exit_message(name: str, code: int, stderr: str) -> str:
     """A one-line reason from the CLI's stderr: its last line that is not a stack frame."""
-    lines = [
-        line.strip() for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("at ")
-    ]
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not line.lstrip().startswith("at ")]
     reason = lines[-1] if lines else "no output"
     return f"{name}: the CLI exited with code {code} without an answer: {reason}"
 

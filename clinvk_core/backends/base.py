@@ -87,9 +87,7 @@ class Backend(ABC):
         return {}
 
     @abstractmethod
-    def invocation(
-        self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings
-    ) -> Invocation:
+    def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
         """The argv, environment and stdin for one run."""
 
     @abstractmethod

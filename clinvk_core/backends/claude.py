@@ -44,9 +44,7 @@ class Claude(Backend):
         "CLAUDE_CONFIG_DIR",
     )
 
-    def invocation(
-        self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings
-    ) -> Invocation:
+    def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
         argv = [
             str(binary),
             "-p",

@@ -57,9 +57,7 @@ class Codex(Backend):
         scope = launcher.resolve().parent.parent.parent
         return [scope / _NATIVE, scope / _NATIVE_ARM, launcher]
 
-    def invocation(
-        self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings
-    ) -> Invocation:
+    def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
         argv = [
             str(binary), "exec",
             "--json",
@@ -102,11 +100,7 @@ class Codex(Backend):
             return [SessionStarted(obj["thread_id"])]
         if kind == "item.completed":
             item = obj.get("item")
-            if (
-                isinstance(item, dict)
-                and item.get("type") == "agent_message"
-                and isinstance(item.get("text"), str)
-            ):
+            if isinstance(item, dict) and item.get("type") == "agent_message" and isinstance(item.get("text"), str):
                 return [TextDelta(item["text"])]
         elif kind == "turn.completed":
             return [Completed(_usage(obj.get("usage")))]

@@ -52,9 +52,7 @@ class Gemini(Backend):
             return {HOME_SETTINGS: json.dumps(content, indent=2)}
         return {SYSTEM_SETTINGS: json.dumps(content, indent=2)}
 
-    def invocation(
-        self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings
-    ) -> Invocation:
+    def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
         # Always -m: without it gemini makes an extra "router" model call per request.
         argv = [
             str(binary),

@@ -98,9 +98,5 @@ def handler_of(props: dict[str, Any]) -> tuple[str, str]:
 def _streams(props: dict[str, Any]) -> bool:
     url_mode = props.get("FunctionUrlConfig", {}).get("InvokeMode")
     lwa_mode = props.get("Environment", {}).get("Variables", {}).get("AWS_LWA_INVOKE_MODE", "")
-    api_modes = [
-        e.get("Properties", {}).get("ResponseTransferMode") for e in props.get("Events", {}).values()
-    ]
-    return (
-        url_mode == "RESPONSE_STREAM" or str(lwa_mode).lower() == "response_stream" or "STREAM" in api_modes
-    )
+    api_modes = [e.get("Properties", {}).get("ResponseTransferMode") for e in props.get("Events", {}).values()]
+    return url_mode == "RESPONSE_STREAM" or str(lwa_mode).lower() == "response_stream" or "STREAM" in api_modes

@@ -72,9 +72,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
-            return error_response(
-                MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}.")
-            )
+            return error_response(MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."))
         return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -272,9 +272,7 @@ def _error_body(provider: str, status: int, message: str, request_id: str) -> _J
         error = {"type": kind, "message": message}
         return {"type": "error", "error": error, "request_id": request_id}
     if provider == "openai":
-        kind, code = _OPENAI_ERRORS.get(
-            status, ("server_error" if status >= 500 else "invalid_request_error", None)
-        )
+        kind, code = _OPENAI_ERRORS.get(status, ("server_error" if status >= 500 else "invalid_request_error", None))
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
     if provider == "gemini":
         state = _GEMINI_STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
@@ -381,9 +379,7 @@ def _responses_item(item_id: str, text: str, status: str) -> _JSON:
     }
 
 
-def _responses_object(
-    resp_id: str, model: str, status: str, output: list[_JSON], usage: _JSON | None
-) -> _JSON:
+def _responses_object(resp_id: str, model: str, status: str, output: list[_JSON], usage: _JSON | None) -> _JSON:
     return {
         "id": resp_id,
         "object": "response",
@@ -720,13 +716,9 @@ class FakeUpstream:
         msg_id = _new_id("msg_fake_")
         headers = {"request-id": _new_id("req_fake_")}
         if not body.get("stream"):
-            return JSONResponse(
-                _anthropic_message(msg_id, model, "".join(chunks), script.usage), headers=headers
-            )
+            return JSONResponse(_anthropic_message(msg_id, model, "".join(chunks), script.usage), headers=headers)
         events = _anthropic_events(msg_id, model, chunks, script.usage)
-        stream = self._paced(
-            events, lambda e: e.startswith(b"event: content_block_delta"), script.chunk_delay
-        )
+        stream = self._paced(events, lambda e: e.startswith(b"event: content_block_delta"), script.chunk_delay)
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
     async def _openai(self, request: Request) -> Response:
@@ -742,9 +734,7 @@ class FakeUpstream:
             usage = _responses_usage(script.usage)
             return JSONResponse(_responses_object(resp_id, model, "completed", [item], usage))
         events = _responses_events(resp_id, model, chunks, script.usage)
-        stream = self._paced(
-            events, lambda e: e.startswith(b"event: response.output_text.delta"), script.chunk_delay
-        )
+        stream = self._paced(events, lambda e: e.startswith(b"event: response.output_text.delta"), script.chunk_delay)
         return StreamingResponse(stream, media_type="text/event-stream")
 
     async def _gemini(self, request: Request) -> Response:

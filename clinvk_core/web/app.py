@@ -1,0 +1,36 @@
+"""The app every handler builds on: OpenAI-shaped errors, access log, API keys, body limit."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from fastapi import FastAPI
+
+from clinvk_core.config import get_settings
+from clinvk_core.openai.errors import install_error_handlers
+from clinvk_core.web.access_log import AccessLog
+from clinvk_core.web.auth import ApiKeyAuth, KeyRing
+from clinvk_core.web.limits import BodyLimit
+
+
+def create_app(title: str) -> FastAPI:
+    settings = get_settings()
+    _configure_logging()
+    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    install_error_handlers(app)
+    # Outermost last: the access log sees every request, auth runs before the body is read.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ApiKeyAuth, keys=KeyRing(key.get_secret_value() for key in settings.api_keys))
+    app.add_middleware(AccessLog)
+    return app
+
+
+def _configure_logging() -> None:
+    """JSON lines on stderr at INFO, unless the host (Lambda's runtime, a test) set up logging already."""
+    logger = logging.getLogger("clinvk")
+    logger.setLevel(logging.INFO)
+    if not logging.getLogger().handlers and not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)

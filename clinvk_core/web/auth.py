@@ -1,0 +1,77 @@
+"""Gateway API keys: ``Authorization: Bearer KEY`` or ``x-api-key: KEY`` on every route but /health.
+
+Keys are configured in clear or as ``sha256:<hex>``; either way only their SHA-256 digests are
+kept, and a presented key is compared against every digest in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from clinvk_core.errors import AuthenticationFailed
+from clinvk_core.openai.errors import error_response
+
+HASH_PREFIX = "sha256:"
+OPEN_PATHS = frozenset({"/health"})
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+class KeyRing:
+    """The accepted keys, as digests."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self._digests = [
+            bytes.fromhex(key[len(HASH_PREFIX) :]) if key.startswith(HASH_PREFIX) else _digest(key)
+            for key in keys
+            if key
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self._digests)
+
+    def accepts(self, key: str) -> bool:
+        presented = _digest(key)
+        matched = False
+        for digest in self._digests:  # no early exit: the time taken says nothing about which key
+            matched |= hmac.compare_digest(presented, digest)
+        return matched
+
+
+def presented_key(headers: dict[bytes, bytes]) -> str:
+    """The key a request carries (Bearer token first, then x-api-key), or ""."""
+    authorization = headers.get(b"authorization", b"").decode("latin-1").strip()
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return headers.get(b"x-api-key", b"").decode("latin-1").strip()
+
+
+class ApiKeyAuth:
+    """401 in the OpenAI shape unless the request carries an accepted key (when any is configured)."""
+
+    def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        key = presented_key(dict(scope["headers"]))
+        if not key:
+            error = AuthenticationFailed(
+                "Missing API key: send it as 'Authorization: Bearer KEY' or as an 'x-api-key' header."
+            )
+        elif not self.keys.accepts(key):
+            error = AuthenticationFailed("Incorrect API key provided.")
+        else:
+            await self.app(scope, receive, send)
+            return
+        await error_response(error)(scope, receive, send)
