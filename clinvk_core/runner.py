@@ -21,7 +21,6 @@ from clinvk_core.backends.base import Invocation, RunPaths
 
 STDOUT_LINE_LIMIT = 32 * 1024 * 1024  # a claude result line carries the whole answer
 STDERR_TAIL_BYTES = 8 * 1024
-EXIT_GRACE_SECONDS = 2.0  # after a normal end, time for the CLI to exit on its own
 
 
 class DeadlineExceeded(Exception):
@@ -98,16 +97,19 @@ class CliProcess:
         except TimeoutError:
             raise DeadlineExceeded from None
 
-    async def close(self, grace: float) -> None:
-        """Let the CLI exit on its own for up to ``grace`` seconds, then kill its group and reap it."""
-        if grace > 0 and self._proc.returncode is None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._proc.wait(), grace)
-        # Sweep the whole group: the CLI's own children (node, tools) must not outlive it.
-        _killpg(self._proc.pid)
+    async def close(self) -> None:
+        """Kill the CLI's whole process group and reap it, even while being cancelled.
+
+        Called once the turn is over (or abandoned): the CLI has nothing left to say that
+        anyone waits for, and its children (node, tools) must not outlive it.
+        """
+        _killpg(self._proc.pid)  # synchronous: done even if the wait below is cancelled
         _live_groups.discard(self._proc.pid)
         for task in self._tasks:
             task.cancel()
+        await asyncio.shield(self._reap())
+
+    async def _reap(self) -> None:
         await self._proc.wait()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -157,9 +159,7 @@ async def spawn(
         raise SpawnFailed(f"{Path(invocation.argv[0]).name}: {error.strerror or error}") from error
     _live_groups.add(proc.pid)
     cli = CliProcess(proc, invocation.stdin.encode("utf-8", "replace"), deadline)
-    finished = False
     try:
         yield cli
-        finished = True
     finally:
-        await cli.close(grace=EXIT_GRACE_SECONDS if finished else 0)
+        await cli.close()

@@ -24,6 +24,7 @@ class LambdaContext:
 
     def __post_init__(self) -> None:
         self._deadline = time.monotonic() + self.timeout
+        self.deadline_ms = int((time.time() + self.timeout) * 1000)  # epoch ms, as the Web Adapter forwards it
         self.invoked_function_arn = f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
         self.log_group_name = f"/aws/lambda/{self.function_name}"
         self.log_stream_name = "local"
@@ -31,11 +32,6 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-    @property
-    def deadline_ms(self) -> int:
-        """Epoch milliseconds, as the Lambda Web Adapter forwards it."""
-        return int((time.time() + self.timeout) * 1000)
 
 
 def rest_api_event(

@@ -73,7 +73,10 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
             return error_response(MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}."))
-        return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
+        if exc.status_code == 404:
+            return error_response(NotFound(f"No route for {request.method} {request.url.path}."))
+        # FastAPI's own 400 for a body it cannot decode (e.g. not UTF-8).
+        return error_response(InvalidRequest(f"The request body could not be read: {exc.detail}"))
 
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.error("unhandled error: %s", type(exc).__name__)  # no traceback: it may carry secrets

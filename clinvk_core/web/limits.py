@@ -1,4 +1,4 @@
-"""The request body limit, enforced before the app reads more than it allows."""
+"""The request body limit, enforced before the app sees the body."""
 
 from __future__ import annotations
 
@@ -9,7 +9,11 @@ from clinvk_core.openai.errors import error_response
 
 
 class BodyLimit:
-    """413 for bodies over the limit, by Content-Length or by counting a chunked body."""
+    """413 for a body over the limit, by its Content-Length or by counting a chunked one.
+
+    The body is read here, at most ``max_bytes`` of it, and replayed to the app whole;
+    after it, ``receive`` passes through (the app still learns of a disconnect).
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -23,25 +27,28 @@ class BodyLimit:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await self._reject(scope, receive, send)
             return
-        seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        body = bytearray()
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge
-            return message
+            if message["type"] != "http.request":  # the client left before sending its body
+                return
+            body += message.get("body", b"")
+            if len(body) > self.max_bytes:
+                await self._reject(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        replayed = False
 
-        try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
-            await self._reject(scope, receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = RequestTooLarge(f"The request body is larger than the limit of {self.max_bytes} bytes.")
         await error_response(error)(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass

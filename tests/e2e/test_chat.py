@@ -30,12 +30,8 @@ def test_models_lists_the_three_backends(client: openai.OpenAI) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_completion_text_and_exact_usage(backend: str, client: openai.OpenAI, fake: FakeUpstream) -> None:
-    fake.set_script(
-        Script(text="The answer is 42.", usage=Usage(input_tokens=123, cached_tokens=23, output_tokens=7))
-    )
-    response = client.chat.completions.create(
-        model=backend, messages=[{"role": "user", "content": "Question?"}]
-    )
+    fake.set_script(Script(text="The answer is 42.", usage=Usage(input_tokens=123, cached_tokens=23, output_tokens=7)))
+    response = client.chat.completions.create(model=backend, messages=[{"role": "user", "content": "Question?"}])
     assert response.choices[0].message.content == "The answer is 42."
     assert response.choices[0].finish_reason == "stop"
     assert response.model == backend

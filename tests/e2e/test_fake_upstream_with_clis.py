@@ -28,16 +28,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 CLAUDE = ROOT / "node_modules" / ".bin" / "claude"
 GEMINI = ROOT / "node_modules" / ".bin" / "gemini"
-CODEX = (
-    ROOT
-    / "node_modules"
-    / "@openai"
-    / "codex-linux-x64"
-    / "vendor"
-    / "x86_64-unknown-linux-musl"
-    / "bin"
-    / "codex"
-)
+CODEX = ROOT / "node_modules" / "@openai" / "codex-linux-x64" / "vendor" / "x86_64-unknown-linux-musl" / "bin" / "codex"
 BINARIES = {"claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
 CLIS = ["claude", "codex", "gemini"]
 PROVIDERS = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
@@ -124,9 +115,7 @@ def cli_command(
             "GEMINI_CLI_NO_RELAUNCH": "true",
         }
         (state / "gemini" / ".gemini").mkdir(parents=True)
-        (state / "gemini" / ".gemini" / "settings.json").write_text(
-            json.dumps({**GEMINI_SETTINGS, **(settings or {})})
-        )
+        (state / "gemini" / ".gemini" / "settings.json").write_text(json.dumps({**GEMINI_SETTINGS, **(settings or {})}))
         argv = [str(GEMINI), "-o", "stream-json", "--skip-trust", *args]
         if "--no-model" in argv:
             argv.remove("--no-model")
@@ -222,11 +211,7 @@ def text_deltas(cli: str, run: Run) -> list[tuple[float, str]]:
             for t, e in run.timed("stream_event")
             if e["event"]["type"] == "content_block_delta" and e["event"]["delta"]["type"] == "text_delta"
         ]
-    return [
-        (t, str(m["content"]))
-        for t, m in run.timed("message")
-        if m.get("role") == "assistant" and m.get("delta")
-    ]
+    return [(t, str(m["content"])) for t, m in run.timed("message") if m.get("role") == "assistant" and m.get("delta")]
 
 
 @pytest.fixture(scope="module")

@@ -398,9 +398,7 @@ def test_concurrent_echo_has_no_cross_talk(fake: FakeUpstream) -> None:
     results: dict[int, str] = {}
 
     def worker(i: int) -> None:
-        r = httpx.post(
-            fake.url + "/v1/messages", json=anthropic_body(f"prompt-{i}", stream=False), timeout=10
-        )
+        r = httpx.post(fake.url + "/v1/messages", json=anthropic_body(f"prompt-{i}", stream=False), timeout=10)
         results[i] = r.json()["content"][0]["text"]
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(12)]
@@ -426,9 +424,7 @@ def test_concurrent_echo_has_no_cross_talk(fake: FakeUpstream) -> None:
         (529, "overloaded_error", "fake: overloaded"),
     ],
 )
-def test_anthropic_errors(
-    fake: FakeUpstream, client: httpx.Client, status: int, kind: str, message: str
-) -> None:
+def test_anthropic_errors(fake: FakeUpstream, client: httpx.Client, status: int, kind: str, message: str) -> None:
     fake.set_script(Script(status=status))
     r = client.post(ANTHROPIC, json=anthropic_body())
     assert r.status_code == status
@@ -449,9 +445,7 @@ def test_anthropic_errors(
         (503, "server_error", None),
     ],
 )
-def test_responses_errors(
-    fake: FakeUpstream, client: httpx.Client, status: int, kind: str, code: str | None
-) -> None:
+def test_responses_errors(fake: FakeUpstream, client: httpx.Client, status: int, kind: str, code: str | None) -> None:
     fake.set_script(Script(status=status))
     r = client.post(RESPONSES, json=responses_body())
     assert r.status_code == status
@@ -582,9 +576,7 @@ def test_recorded_request_fields(fake: FakeUpstream, client: httpx.Client) -> No
 def test_non_json_and_gzip_bodies(fake: FakeUpstream, client: httpx.Client) -> None:
     client.post(RESPONSES, content=b"not json at all")
     packed = gzip.compress(json.dumps(responses_body("zipped")).encode())
-    client.post(
-        RESPONSES, content=packed, headers={"content-encoding": "gzip", "content-type": "application/json"}
-    )
+    client.post(RESPONSES, content=packed, headers={"content-encoding": "gzip", "content-type": "application/json"})
     raw, zipped = fake.requests
     assert raw.body == "not json at all"
     assert raw.text() == "not json at all"
@@ -605,9 +597,7 @@ def test_set_script_keeps_a_copy(fake: FakeUpstream, client: httpx.Client) -> No
     script = Script(text="first")
     fake.set_script(script)
     script.text = "mutated later"
-    assert (
-        client.post("/v1/messages", json=anthropic_body(stream=False)).json()["content"][0]["text"] == "first"
-    )
+    assert client.post("/v1/messages", json=anthropic_body(stream=False)).json()["content"][0]["text"] == "first"
 
 
 def test_http_control_api(fake: FakeUpstream, client: httpx.Client) -> None:

@@ -1,0 +1,368 @@
+"""What each backend asks to run: argv, environment, stdin, files, state files and binary candidates."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clinvk_core.backends import BACKENDS, Backend, BackendSettings, Invocation, RunPaths, RunRequest
+from clinvk_core.backends.claude import Claude
+from clinvk_core.backends.codex import KEY_ENV, Codex, toml_string
+from clinvk_core.backends.gemini import HOME_SETTINGS, SYSTEM_SETTINGS, Gemini
+from clinvk_core.config import ToolMode, Upstream
+
+BINARY = Path("/opt/clis/bin/the-cli")
+PROMPT = "PROMPT-CANARY-7f3a: say pong\nsecond line"
+SYSTEM = 'You are "terse".\nUse \\n literally, C:\\path, tab\there, é 漢字 🚀, DEL\x7f, bell\x07 end'
+UPSTREAM = Upstream(base_url="http://127.0.0.1:9/v1", api_key="sk-UPSTREAM-KEY-CANARY")
+TOOL_MODES: tuple[ToolMode, ...] = ("chat", "read-only", "agent")
+
+
+def value_after(argv: tuple[str, ...], flag: str) -> str:
+    """The value following ``flag``, which must appear exactly once."""
+    assert argv.count(flag) == 1, f"{flag} appears {argv.count(flag)} times in {argv}"
+    index = argv.index(flag)
+    assert index + 1 < len(argv)
+    return argv[index + 1]
+
+
+def config_overrides(argv: tuple[str, ...]) -> list[str]:
+    """Every ``-c key=value`` of a codex argv."""
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == "-c"]
+
+
+def build(
+    backend: Backend,
+    paths: RunPaths,
+    *,
+    system: str | None = SYSTEM,
+    model: str | None = None,
+    upstream: Upstream | None = None,
+    tool_mode: ToolMode = "chat",
+    retries: int = 1,
+) -> Invocation:
+    request = RunRequest(prompt=PROMPT, system_prompt=system, model=model)
+    settings = BackendSettings(upstream=upstream or Upstream(), tool_mode=tool_mode, max_retries=retries)
+    return backend.invocation(BINARY, request, paths, settings)
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS.values()), ids=list(BACKENDS))
+@pytest.mark.parametrize("tool_mode", TOOL_MODES)
+@pytest.mark.parametrize("upstream", [None, UPSTREAM], ids=["login", "upstream"])
+def test_prompt_goes_to_stdin_never_argv_and_secrets_never_argv(
+    backend: Backend, tool_mode: ToolMode, upstream: Upstream | None, run_paths: RunPaths
+) -> None:
+    invocation = build(backend, run_paths, model="some-model", upstream=upstream, tool_mode=tool_mode)
+    assert invocation.argv[0] == str(BINARY)
+    assert invocation.stdin == PROMPT
+    assert not any("PROMPT-CANARY" in arg for arg in invocation.argv)
+    assert not any("sk-UPSTREAM-KEY-CANARY" in arg for arg in invocation.argv)
+    assert all(isinstance(arg, str) for arg in invocation.argv)
+
+
+# --- claude -------------------------------------------------------------------------------------------
+
+
+def test_claude_chat_mode(run_paths: RunPaths) -> None:
+    argv = build(Claude(), run_paths).argv
+    assert "-p" in argv
+    assert value_after(argv, "--output-format") == "stream-json"
+    assert "--verbose" in argv  # stream-json exits 1 without it
+    assert "--include-partial-messages" in argv
+    assert value_after(argv, "--tools") == ""
+    assert value_after(argv, "--system-prompt") == SYSTEM
+    assert "--append-system-prompt" not in argv
+    assert "--model" not in argv
+    assert "--permission-mode" not in argv
+
+
+@pytest.mark.parametrize("tool_mode", ["read-only", "agent"])
+def test_claude_other_modes_append_the_system_prompt(tool_mode: ToolMode, run_paths: RunPaths) -> None:
+    invocation = build(Claude(), run_paths, tool_mode=tool_mode)
+    assert value_after(invocation.argv, "--append-system-prompt") == SYSTEM
+    assert "--system-prompt" not in invocation.argv
+    assert "" not in invocation.argv  # no `--tools ""`: tools stay available in these modes
+    assert ("IS_SANDBOX" in invocation.env) == (tool_mode == "agent")
+
+
+def test_claude_model_only_when_given(run_paths: RunPaths) -> None:
+    assert value_after(build(Claude(), run_paths, model="claude-haiku-4-5").argv, "--model") == "claude-haiku-4-5"
+    assert "--model" not in build(Claude(), run_paths, model=None).argv
+    no_system = build(Claude(), run_paths, system=None).argv
+    assert "--system-prompt" not in no_system
+    assert "--append-system-prompt" not in no_system
+
+
+def test_claude_env_without_upstream_keeps_the_users_login(run_paths: RunPaths) -> None:
+    invocation = build(Claude(), run_paths, retries=0)
+    assert invocation.env == {
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_RETRIES": "0",
+    }
+    assert invocation.files == {}
+
+
+def test_claude_env_with_upstream(run_paths: RunPaths) -> None:
+    env = build(Claude(), run_paths, upstream=UPSTREAM, retries=2).env
+    assert env["ANTHROPIC_BASE_URL"] == UPSTREAM.base_url
+    assert env["ANTHROPIC_API_KEY"] == UPSTREAM.api_key
+    assert env["HOME"] == str(run_paths.home)
+    assert Path(env["CLAUDE_CONFIG_DIR"]).is_relative_to(run_paths.home)
+    assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
+    assert env["CLAUDE_CODE_MAX_RETRIES"] == "2"
+
+
+def test_claude_upstream_key_only(run_paths: RunPaths) -> None:
+    env = build(Claude(), run_paths, upstream=Upstream(api_key="sk-only")).env
+    assert env["ANTHROPIC_API_KEY"] == "sk-only"
+    assert "ANTHROPIC_BASE_URL" not in env
+
+
+# --- codex --------------------------------------------------------------------------------------------
+
+
+def test_codex_chat_mode(run_paths: RunPaths) -> None:
+    invocation = build(Codex(), run_paths, model="gpt-5.5")
+    argv = invocation.argv
+    assert argv[1] == "exec"
+    for flag in ("--json", "--skip-git-repo-check", "--ephemeral"):
+        assert flag in argv
+    assert value_after(argv, "--sandbox") == "read-only"
+    assert value_after(argv, "--model") == "gpt-5.5"
+    assert argv[-1] == "-"  # the prompt comes on stdin
+    assert invocation.env == {}
+    assert invocation.files == {}
+
+
+@pytest.mark.parametrize(("tool_mode", "sandbox"), [("read-only", "read-only"), ("agent", "workspace-write")])
+def test_codex_sandbox_per_tool_mode(tool_mode: ToolMode, sandbox: str, run_paths: RunPaths) -> None:
+    assert value_after(build(Codex(), run_paths, tool_mode=tool_mode).argv, "--sandbox") == sandbox
+
+
+def test_codex_without_model_or_system_prompt(run_paths: RunPaths) -> None:
+    argv = build(Codex(), run_paths, system=None, model=None).argv
+    assert "--model" not in argv
+    assert "-m" not in argv
+    assert not any(value.startswith("developer_instructions") for value in config_overrides(argv))
+    assert argv[-1] == "-"
+
+
+def codex_settings(argv: tuple[str, ...]) -> dict[str, Any]:
+    """The ``-c`` overrides as codex reads them: TOML, or the raw text for a bare word; keyed by dotted path."""
+    settings: dict[str, Any] = {}
+    for override in config_overrides(argv):
+        key, _, raw = override.partition("=")
+        try:
+            value: Any = tomllib.loads(override)
+            for part in key.split("."):
+                value = value[part]
+        except tomllib.TOMLDecodeError:
+            assert re.fullmatch(r"[A-Za-z0-9_-]+", raw), override
+            value = raw
+        assert key not in settings, f"{key} is set twice"
+        settings[key] = value
+    return settings
+
+
+@pytest.mark.parametrize("tool_mode", TOOL_MODES)
+def test_codex_every_config_override_is_valid_toml(tool_mode: ToolMode, run_paths: RunPaths) -> None:
+    settings = codex_settings(build(Codex(), run_paths, upstream=UPSTREAM, tool_mode=tool_mode).argv)
+    assert settings["analytics.enabled"] is False
+    assert settings["check_for_update_on_startup"] is False
+    assert settings["features.plugins"] is False
+    assert settings["model_provider"] == "clinvk"
+    assert settings["developer_instructions"] == SYSTEM
+
+
+def test_codex_chat_mode_switches_off_tools(run_paths: RunPaths) -> None:
+    """Besides the read-only sandbox, chat mode turns off the tools a one-shot answer cannot use."""
+    settings = codex_settings(build(Codex(), run_paths).argv)
+    assert settings["web_search"] == "disabled"
+    assert settings["features.shell_tool"] is False
+    assert "features.shell_tool" not in codex_settings(build(Codex(), run_paths, tool_mode="agent").argv)
+
+
+def test_codex_system_prompt_is_developer_instructions(run_paths: RunPaths) -> None:
+    argv = build(Codex(), run_paths).argv
+    [value] = [v for v in config_overrides(argv) if v.startswith("developer_instructions=")]
+    assert tomllib.loads(value) == {"developer_instructions": SYSTEM}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain",
+        "double \"quotes\" and 'single'",
+        "back\\slash \\n \\u0041 \\",
+        "triple \"\"\" and '''",
+        "new\nline\r\nand\ttab",
+        "unicode é ß 漢字 🚀 \u2028 \u00a0 \U0001f600",
+        "DEL \x7f and C1 \x85 \x9f",
+        "".join(chr(code) for code in range(32)),
+        '] = injected\nmodel_provider = "evil"',
+    ],
+)
+def test_toml_string_round_trips(text: str) -> None:
+    rendered = toml_string(text)
+    assert "\n" not in rendered  # one -c argument, one line
+    assert tomllib.loads(f"key = {rendered}") == {"key": text}
+
+
+def test_codex_without_upstream_uses_the_cli_login(run_paths: RunPaths) -> None:
+    invocation = build(Codex(), run_paths)
+    overrides = config_overrides(invocation.argv)
+    assert not any(value.startswith("model_provider") for value in overrides)
+    assert KEY_ENV not in invocation.env
+    assert "CODEX_HOME" not in invocation.env
+
+
+def test_codex_with_upstream_uses_a_responses_provider(run_paths: RunPaths) -> None:
+    invocation = build(Codex(), run_paths, upstream=UPSTREAM, retries=0)
+    overrides = config_overrides(invocation.argv)
+    assert "model_provider=clinvk" in overrides
+    [provider_arg] = [v for v in overrides if v.startswith("model_providers.")]
+    provider = tomllib.loads(provider_arg)["model_providers"]["clinvk"]
+    assert provider["wire_api"] == "responses"
+    assert provider["base_url"] == UPSTREAM.base_url
+    assert provider["env_key"] == KEY_ENV
+    assert provider["supports_websockets"] is False
+    assert provider["request_max_retries"] == 0
+    assert provider["stream_max_retries"] == 0
+    # The key travels only in the environment, under the name the provider reads.
+    assert invocation.env[KEY_ENV] == UPSTREAM.api_key
+    assert all(UPSTREAM.api_key not in arg for arg in invocation.argv if UPSTREAM.api_key)
+    assert invocation.env["CODEX_HOME"] == str(run_paths.home)
+    assert invocation.argv[-1] == "-"
+
+
+def test_codex_upstream_key_without_base_url_defaults_to_openai(run_paths: RunPaths) -> None:
+    argv = build(Codex(), run_paths, upstream=Upstream(api_key="sk-x")).argv
+    [provider_arg] = [v for v in config_overrides(argv) if v.startswith("model_providers.")]
+    assert tomllib.loads(provider_arg)["model_providers"]["clinvk"]["base_url"] == "https://api.openai.com/v1"
+
+
+def test_codex_prefers_the_native_binary_behind_the_npm_launcher(tmp_path: Path) -> None:
+    modules = tmp_path / "node_modules"
+    launcher_target = modules / "@openai" / "codex" / "bin" / "codex.js"
+    launcher_target.parent.mkdir(parents=True)
+    launcher_target.write_text("#!/usr/bin/env node\n")
+    (modules / ".bin").mkdir()
+    launcher = modules / ".bin" / "codex"
+    launcher.symlink_to(Path("..") / "@openai" / "codex" / "bin" / "codex.js")
+
+    candidates = Codex().binary_candidates(launcher)
+
+    assert candidates[0] == modules / "@openai" / "codex-linux-x64" / "vendor" / ("x86_64-unknown-linux-musl/bin/codex")
+    assert candidates[1] == modules / "@openai" / "codex-linux-arm64" / "vendor" / (
+        "aarch64-unknown-linux-musl/bin/codex"
+    )
+    assert candidates[-1] == launcher  # the launcher itself when no native binary is installed
+
+
+@pytest.mark.parametrize("backend", [Claude(), Gemini()], ids=["claude", "gemini"])
+def test_other_backends_run_the_launcher_itself(backend: Backend, tmp_path: Path) -> None:
+    assert backend.binary_candidates(tmp_path / "x") == [tmp_path / "x"]
+
+
+# --- gemini -------------------------------------------------------------------------------------------
+
+
+def test_gemini_chat_mode(run_paths: RunPaths) -> None:
+    invocation = build(Gemini(), run_paths, model="gemini-2.5-pro")
+    argv = invocation.argv
+    assert value_after(argv, "-o") == "stream-json"
+    assert "--skip-trust" in argv  # exit 55 in an untrusted folder otherwise
+    assert value_after(argv, "-m") == "gemini-2.5-pro"
+    assert value_after(argv, "--approval-mode") == "default"
+    assert invocation.env["GEMINI_CLI_NO_RELAUNCH"] == "true"
+
+
+def test_gemini_model_only_when_given(run_paths: RunPaths) -> None:
+    argv = build(Gemini(), run_paths, model=None).argv
+    assert "-m" not in argv
+    assert "--model" not in argv
+
+
+def test_gemini_system_prompt_is_a_file_in_scratch(run_paths: RunPaths) -> None:
+    invocation = build(Gemini(), run_paths)
+    system_md = Path(invocation.env["GEMINI_SYSTEM_MD"])
+    assert system_md.parent == run_paths.scratch
+    assert invocation.files == {system_md: SYSTEM}
+    assert SYSTEM not in invocation.argv
+
+
+def test_gemini_without_system_prompt_writes_no_file(run_paths: RunPaths) -> None:
+    invocation = build(Gemini(), run_paths, system=None)
+    assert "GEMINI_SYSTEM_MD" not in invocation.env
+    assert invocation.files == {}
+
+
+def test_gemini_without_upstream_lays_system_settings_over_the_login(run_paths: RunPaths) -> None:
+    settings = BackendSettings()
+    invocation = build(Gemini(), run_paths)
+    files = Gemini().state_files(settings)
+    assert set(files) == {SYSTEM_SETTINGS}
+    assert invocation.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] == str(run_paths.state / SYSTEM_SETTINGS)
+    for name in ("GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_CLI_HOME", "HOME"):
+        assert name not in invocation.env
+    content = json.loads(files[SYSTEM_SETTINGS])
+    assert content["tools"]["core"] == []
+    assert "security" not in content
+    assert content["telemetry"] == {"enabled": False}
+    assert content["privacy"] == {"usageStatisticsEnabled": False}
+    assert content["general"]["maxAttempts"] == settings.max_retries + 1
+
+
+def test_gemini_with_upstream_uses_an_isolated_home(run_paths: RunPaths) -> None:
+    settings = BackendSettings(upstream=UPSTREAM, max_retries=0)
+    invocation = Gemini().invocation(BINARY, RunRequest(PROMPT, SYSTEM, "gemini-2.5-pro"), run_paths, settings)
+    files = Gemini().state_files(settings)
+    assert set(files) == {HOME_SETTINGS}
+    env = invocation.env
+    assert env["GEMINI_API_KEY"] == UPSTREAM.api_key
+    assert env["GOOGLE_GEMINI_BASE_URL"] == UPSTREAM.base_url
+    assert env["GEMINI_CLI_HOME"] == str(run_paths.home)
+    assert env["HOME"] == str(run_paths.home)
+    assert "GEMINI_CLI_SYSTEM_SETTINGS_PATH" not in env
+    # The state file lands exactly where the CLI looks for it under that home.
+    assert run_paths.state / HOME_SETTINGS == Path(env["GEMINI_CLI_HOME"]) / ".gemini" / "settings.json"
+    content = json.loads(files[HOME_SETTINGS])
+    assert content["security"] == {"auth": {"selectedType": "gemini-api-key"}}
+    assert content["tools"]["core"] == []
+    assert content["general"]["maxAttempts"] == 1
+
+
+@pytest.mark.parametrize(("tool_mode", "approval"), [("read-only", "plan"), ("agent", "yolo")])
+def test_gemini_other_modes_keep_tools(tool_mode: ToolMode, approval: str, run_paths: RunPaths) -> None:
+    assert value_after(build(Gemini(), run_paths, tool_mode=tool_mode).argv, "--approval-mode") == approval
+    for settings in (BackendSettings(tool_mode=tool_mode), BackendSettings(UPSTREAM, tool_mode)):
+        [content] = Gemini().state_files(settings).values()
+        assert "tools" not in json.loads(content)
+
+
+@pytest.mark.parametrize("backend", [Claude(), Codex()], ids=["claude", "codex"])
+def test_only_gemini_needs_state_files(backend: Backend) -> None:
+    assert backend.state_files(BackendSettings()) == {}
+    assert backend.state_files(BackendSettings(upstream=UPSTREAM)) == {}
+
+
+def test_upstream_repr_hides_the_key() -> None:
+    assert "sk-UPSTREAM-KEY-CANARY" not in repr(UPSTREAM)
+    assert UPSTREAM.configured
+    assert not Upstream().configured
+
+
+def test_registry_names_match() -> None:
+    assert {name: backend.name for name, backend in BACKENDS.items()} == {
+        "claude": "claude",
+        "codex": "codex",
+        "gemini": "gemini",
+    }
+    assert all(os.sep not in backend.executable for backend in BACKENDS.values())

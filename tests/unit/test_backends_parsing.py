@@ -1,0 +1,318 @@
+"""Each backend's ``parse_line`` over the real CLI outputs (tests/fixtures/captures) and hand-written lines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from clinvk_core.backends import BACKENDS, Backend
+from clinvk_core.backends.claude import Claude
+from clinvk_core.backends.codex import Codex
+from clinvk_core.backends.gemini import Gemini
+from clinvk_core.events import Completed, Event, Failed, SessionStarted, TextDelta, TokenUsage
+
+Capture = Callable[[str], list[str]]
+
+ANSWER = "pong from fake"
+CLAUDE_500 = (
+    "API Error: 500 fake internal server error. This is a server-side issue, usually temporary — try again "
+    "in a moment. If it persists, check your inference gateway (127.0.0.1:18080)."
+)
+CODEX_HIGH_DEMAND = "We\u2019re currently experiencing high demand, which may cause temporary errors."
+
+
+def parse(backend: Backend, lines: list[str], model: str | None = None) -> list[Event]:
+    return [event for line in lines for event in backend.parse_line(line, model)]
+
+
+def text_of(events: list[Event]) -> str:
+    return "".join(event.text for event in events if isinstance(event, TextDelta))
+
+
+def line(obj: dict[str, Any]) -> str:
+    return json.dumps(obj) + "\n"
+
+
+# --- claude -------------------------------------------------------------------------------------------
+
+
+def test_claude_partial_messages_give_token_deltas_and_usage(capture: Capture) -> None:
+    events = parse(Claude(), capture("claude-stream-json-partial.txt"))
+    assert events == [
+        SessionStarted("cc5a0318-7f57-4ea1-a248-27d520ec94c5"),
+        TextDelta("pong "),
+        TextDelta("from "),
+        TextDelta("fake"),
+        Completed(TokenUsage(prompt_tokens=10, completion_tokens=5, cached_tokens=0), "stop"),
+    ]
+    assert text_of(events) == ANSWER
+
+
+def test_claude_full_assistant_message_is_not_text_again(capture: Capture) -> None:
+    """With partial messages the answer also comes whole in an ``assistant`` line: counted once only."""
+    lines = capture("claude-stream-json-partial.txt")
+    assistant = [raw for raw in lines if json.loads(raw)["type"] == "assistant"]
+    assert len(assistant) == 1
+    assert ANSWER in assistant[0]
+    assert Claude().parse_line(assistant[0], None) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "session"),
+    [
+        ("claude-stream-json.txt", "d071a49c-dd1e-4f6e-ad93-474c70a0dccb"),
+        ("claude2.1.197-stream-json.txt", "9f6b5352-a94b-4e98-8026-e15c0b90e188"),
+    ],
+)
+def test_claude_stream_json_without_partial_messages(capture: Capture, name: str, session: str) -> None:
+    """Key order differs between versions; parsing is by key. Text comes only from partial deltas."""
+    events = parse(Claude(), capture(name))
+    assert events == [SessionStarted(session), Completed(TokenUsage(10, 5, 0), "stop")]
+
+
+@pytest.mark.parametrize("name", ["claude-json.txt", "claude2.1.197-json.txt"])
+def test_claude_json_result_line(capture: Capture, name: str) -> None:
+    assert parse(Claude(), capture(name)) == [Completed(TokenUsage(10, 5, 0), "stop")]
+
+
+def test_claude_stream_error500(capture: Capture) -> None:
+    lines = capture("claude-stream-json-error500.txt")
+    events = parse(Claude(), lines)
+    assert events == [SessionStarted("418f7762-e214-463d-83a0-87f9c94e7c34"), Failed(CLAUDE_500, 500)]
+    # The CLI also prints the error as a synthetic assistant message: that is not the answer.
+    synthetic = next(raw for raw in lines if '"<synthetic>"' in raw)
+    assert Claude().parse_line(synthetic, None) == []
+    assert text_of(events) == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("claude-json-error401.txt", Failed("Failed to authenticate. API Error: 401 fake: invalid api key", 401)),
+        ("claude-json-error500.txt", Failed(CLAUDE_500, 500)),
+        ("claude-json-error-nokey.txt", Failed("Not logged in · Please run /login", None)),
+    ],
+)
+def test_claude_errors_keep_subtype_success_but_fail(capture: Capture, name: str, expected: Failed) -> None:
+    assert parse(Claude(), capture(name)) == [expected]
+
+
+def test_claude_usage_counts_cached_tokens_as_prompt_tokens() -> None:
+    result = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "result": "x",
+        "stop_reason": "end_turn",
+        "usage": {
+            "input_tokens": 3,
+            "cache_creation_input_tokens": 7,
+            "cache_read_input_tokens": 11,
+            "output_tokens": 5,
+        },
+    }
+    [event] = Claude().parse_line(line(result), "sonnet")
+    assert event == Completed(TokenUsage(prompt_tokens=21, completion_tokens=5, cached_tokens=11), "stop")
+    assert isinstance(event, Completed)
+    assert event.usage is not None
+    assert event.usage.total_tokens == 26
+
+
+def test_claude_max_tokens_is_finish_reason_length() -> None:
+    result = {"type": "result", "is_error": False, "stop_reason": "max_tokens", "usage": {"output_tokens": 9}}
+    assert Claude().parse_line(line(result), None) == [Completed(TokenUsage(0, 9, 0), "length")]
+
+
+def test_claude_result_without_usage_is_completed_without_usage() -> None:
+    assert Claude().parse_line(line({"type": "result", "is_error": False}), None) == [Completed(None)]
+
+
+def test_claude_ignores_subagent_and_thinking_deltas() -> None:
+    def delta(kind: str, parent: str | None) -> str:
+        body = {"type": kind, "text" if kind == "text_delta" else "thinking": "secret"}
+        event = {"type": "content_block_delta", "index": 0, "delta": body}
+        return line({"type": "stream_event", "event": event, "parent_tool_use_id": parent})
+
+    assert Claude().parse_line(delta("text_delta", "toolu_1"), None) == []
+    assert Claude().parse_line(delta("thinking_delta", None), None) == []
+    assert Claude().parse_line(delta("text_delta", None), None) == [TextDelta("secret")]
+
+
+# --- codex --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "thread"),
+    [
+        ("codex-json.txt", "01a21491-b87d-75b1-a5f0-aea4e8232fb5"),
+        ("codex-json-unknown-model.txt", "01a21491-66d2-7193-89f5-f9e6a3f2f35c"),
+        ("codex-json-builtin-openai-provider-ws-fallback.txt", "01a21491-0799-7e21-95e0-d24f4c1662f1"),
+    ],
+)
+def test_codex_success(capture: Capture, name: str, thread: str) -> None:
+    """Warnings (``item.type == "error"``) and "Reconnecting..." notices are not events."""
+    events = parse(Codex(), capture(name))
+    assert events == [SessionStarted(thread), TextDelta(ANSWER), Completed(TokenUsage(10, 5, 0))]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "codex-json-unknown-model.txt",
+        "codex-json-builtin-openai-provider-ws-fallback.txt",
+        "codex-json-error500-default-retries.txt",
+        "codex-json-error401.txt",
+    ],
+)
+def test_codex_error_lines_and_warning_items_produce_nothing(capture: Capture, name: str) -> None:
+    noise = [
+        raw
+        for raw in capture(name)
+        if json.loads(raw)["type"] == "error" or json.loads(raw).get("item", {}).get("type") == "error"
+    ]
+    assert noise
+    assert parse(Codex(), noise) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "codex-json-error401.txt",
+            Failed(
+                "unexpected status 401 Unauthorized: fake: invalid api key, url: http://127.0.0.1:18080/v1/responses",
+                401,
+            ),
+        ),
+        ("codex-json-error500.txt", Failed(CODEX_HIGH_DEMAND, None)),
+        ("codex-json-error500-default-retries.txt", Failed(CODEX_HIGH_DEMAND, None)),
+        ("codex-json-error-missing-key.txt", Failed("Missing environment variable: `FAKE_OPENAI_KEY`.", None)),
+    ],
+)
+def test_codex_failures(capture: Capture, name: str, expected: Failed) -> None:
+    events = parse(Codex(), capture(name))
+    assert events[1:] == [expected]
+    assert isinstance(events[0], SessionStarted)
+
+
+def test_codex_429_status_is_parsed() -> None:
+    failed = {"type": "turn.failed", "error": {"message": "unexpected status 429 Too Many Requests: slow down"}}
+    assert Codex().parse_line(line(failed), None) == [Failed("unexpected status 429 Too Many Requests: slow down", 429)]
+
+
+def test_codex_usage_input_tokens_already_include_cached() -> None:
+    usage = {"input_tokens": 100, "cached_input_tokens": 40, "output_tokens": 7, "reasoning_output_tokens": 3}
+    completed = line({"type": "turn.completed", "usage": usage})
+    assert Codex().parse_line(completed, "gpt-5.5") == [
+        Completed(TokenUsage(prompt_tokens=100, completion_tokens=7, cached_tokens=40))
+    ]
+
+
+def test_codex_each_agent_message_is_one_delta() -> None:
+    item = {"type": "item.completed", "item": {"id": "item_3", "type": "agent_message", "text": "a\nb"}}
+    reasoning = {"type": "item.completed", "item": {"id": "item_2", "type": "reasoning", "text": "hmm"}}
+    assert Codex().parse_line(line(item), None) == [TextDelta("a\nb")]
+    assert Codex().parse_line(line(reasoning), None) == []
+
+
+# --- gemini -------------------------------------------------------------------------------------------
+
+
+def test_gemini_stream_deltas_and_usage_of_all_models_without_model(capture: Capture) -> None:
+    events = parse(Gemini(), capture("gemini-stream-json.txt"), None)
+    assert events == [
+        SessionStarted("edbac903-7668-4b5b-af18-91feee108748"),
+        TextDelta("pong "),
+        TextDelta("from "),
+        TextDelta("fake"),
+        Completed(TokenUsage(prompt_tokens=20, completion_tokens=10, cached_tokens=0)),
+    ]
+    assert text_of(events) == ANSWER
+
+
+def test_gemini_usage_counts_only_the_requested_model(capture: Capture) -> None:
+    """The router's call (gemini-3.5-flash-lite) is not the user's tokens."""
+    events = parse(Gemini(), capture("gemini-stream-json.txt"), "gemini-3.8-flash")
+    assert events[-1] == Completed(TokenUsage(10, 5, 0))
+    assert text_of(events) == ANSWER
+
+
+def test_gemini_user_message_echo_is_not_text(capture: Capture) -> None:
+    user = next(raw for raw in capture("gemini-stream-json.txt") if '"role":"user"' in raw)
+    assert Gemini().parse_line(user, None) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "message"),
+    [
+        ("gemini-stream-json-error401.txt", 401, '"code":401,"message":"fake: invalid api key"'),
+        ("gemini-stream-json-error500.txt", 500, '"code":500,"message":"fake internal server error"'),
+    ],
+)
+def test_gemini_failures_take_status_from_embedded_json(capture: Capture, name: str, status: int, message: str) -> None:
+    events = parse(Gemini(), capture(name), "gemini-2.5-pro")
+    assert len(events) == 2
+    assert isinstance(events[0], SessionStarted)
+    failed = events[1]
+    assert isinstance(failed, Failed)
+    assert failed.upstream_status == status
+    assert failed.message.startswith("[API Error: {")
+    assert message in failed.message
+
+
+def test_gemini_429_takes_the_suggested_retry_delay() -> None:
+    message = "[API Error: Resource has been exhausted (e.g. check quota).\nSuggested retry after 7s.]"
+    result = line({"type": "result", "status": "error", "error": {"type": "unknown", "message": message}})
+    assert Gemini().parse_line(result, "gemini-2.5-pro") == [Failed(message, 429, 7)]
+
+
+def test_gemini_usage_from_stats_or_the_named_model() -> None:
+    stats = {
+        "input_tokens": 30,
+        "output_tokens": 12,
+        "cached": 9,
+        "input": 21,
+        "models": {"gemini-2.5-pro": {"input_tokens": 20, "output_tokens": 8, "cached": 6, "input": 14}},
+    }
+    result = line({"type": "result", "status": "success", "stats": stats})
+    assert Gemini().parse_line(result, "gemini-2.5-pro") == [Completed(TokenUsage(20, 8, 6))]
+    assert Gemini().parse_line(result, "gemini-other") == [Completed(TokenUsage(30, 12, 9))]
+    assert Gemini().parse_line(result, None) == [Completed(TokenUsage(30, 12, 9))]
+
+
+def test_gemini_result_without_stats_or_error_object() -> None:
+    assert Gemini().parse_line(line({"type": "result", "status": "success"}), None) == [Completed(None)]
+    assert Gemini().parse_line(line({"type": "result", "status": "error"}), None) == [Failed("gemini failed", None)]
+
+
+# --- all backends -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS.values()), ids=list(BACKENDS))
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "\n",
+        "not json at all\n",
+        "Warning: 256-color support not detected.\n",
+        "[1, 2]\n",
+        "null\n",
+        '"result"\n',
+        "{truncated\n",
+        '{"type": 5}\n',
+        '{"no_type": true}\n',
+    ],
+)
+def test_stray_lines_are_ignored(backend: Backend, raw: str) -> None:
+    assert backend.parse_line(raw, None) == []
+
+
+def test_odd_token_counts_count_as_zero() -> None:
+    usage = {"input_tokens": "10", "output_tokens": True, "cached_input_tokens": None}
+    assert Codex().parse_line(line({"type": "turn.completed", "usage": usage}), None) == [
+        Completed(TokenUsage(0, 0, 0))
+    ]
