@@ -135,6 +135,98 @@ CATALOGUE: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
     ("stream_options not an object", {"json": body(stream=True, stream_options=True)}, 400, "stream_options", None),
     ("unknown model", {"json": body(model="llama-3")}, 404, "model", "model_not_found"),
     ("backend name with empty model", {"json": body(model="claude/")}, 404, "model", "model_not_found"),
+    ("huge unknown model name", {"json": body(model="m" * 100_000)}, 404, "model", "model_not_found"),
+    ("empty model name", {"json": body(model="")}, 404, "model", "model_not_found"),
+    ("invalid UTF-8", {"content": b'{"model": "claude", "messages": "\xff\xfe"}', "headers": JSON}, 400, None, None),
+    (
+        "JSON sent as text/plain",
+        {"content": json.dumps(body()), "headers": {"content-type": "text/plain"}},
+        400,
+        None,
+        None,
+    ),
+    ("form body", {"data": {"model": "claude"}}, 400, None, None),
+    (
+        "deeply nested JSON",
+        {"content": b'{"model": "claude", "messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "headers": JSON},
+        400,
+        None,
+        None,
+    ),
+    ("role null", {"json": body(messages=[{"role": None, "content": "x"}])}, 400, "messages[0].role", None),
+    ("content a number", {"json": body(messages=[{"role": "user", "content": 42}])}, 400, "messages[0].content", None),
+    (
+        "content part without type",
+        {"json": body(messages=[{"role": "user", "content": [{"text": "x"}]}])},
+        400,
+        "messages[0].content",
+        None,
+    ),
+    (
+        "content part of an unknown type",
+        {"json": body(messages=[{"role": "user", "content": [{"type": "hologram"}]}])},
+        400,
+        "messages[0].content",
+        None,
+    ),
+    (
+        "text part without text",
+        {"json": body(messages=[{"role": "user", "content": [{"type": "text"}]}])},
+        400,
+        "messages[0].content",
+        None,
+    ),
+    (
+        "input_audio part",
+        {
+            "json": body(
+                messages=[
+                    {"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "", "format": "wav"}}]}
+                ]
+            )
+        },
+        400,
+        "messages[0].content",
+        None,
+    ),
+    ("n=0", {"json": body(n=0)}, 400, "n", None),
+    ("n a float", {"json": body(n=1.5)}, 400, "n", None),
+    ("max_tokens a string", {"json": body(max_tokens="100")}, 400, "max_tokens", None),
+    ("stop a number", {"json": body(stop=5)}, 400, "stop", None),
+    ("logit_bias a list", {"json": body(logit_bias=[1, 2])}, 400, "logit_bias", None),
+    ("metadata with a number", {"json": body(metadata={"k": 1})}, 400, "metadata.k", None),
+    ("user a number", {"json": body(user=7)}, 400, "user", None),
+    ("seed a string", {"json": body(seed="7")}, 400, "seed", None),
+    (
+        "include_usage a string",
+        {"json": body(stream=True, stream_options={"include_usage": "yes"})},
+        400,
+        "stream_options.include_usage",
+        None,
+    ),
+    ("tool_choice a number", {"json": body(tool_choice=1)}, 400, "tool_choice", None),
+    (
+        "json_schema response format",
+        {"json": body(response_format={"type": "json_schema", "json_schema": {"name": "x"}})},
+        400,
+        "response_format",
+        None,
+    ),
+    ("too many messages", {"json": body(messages=[{"role": "user", "content": "x"}] * 2001)}, 400, "messages", None),
+    (
+        "conversation over the prompt limit",
+        {"json": body(messages=[{"role": "user", "content": "x" * 2_000_001}])},
+        400,
+        "messages",
+        "context_length_exceeded",
+    ),
+    (
+        "system prompt over the argv limit",
+        {"json": body(messages=[{"role": "system", "content": "s" * 100_001}, *USER])},
+        400,
+        "messages",
+        "context_length_exceeded",
+    ),
 ]
 
 
