@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     upstream_max_retries: int = Field(default=0, ge=0)
 
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    # AWS Secrets Manager secret (JSON) with gateway keys and backend credentials; read at cold start.
+    secret_arn: str | None = None
 
     _split_lists = field_validator("backends", "api_keys", mode="before")(_split_commas)
 
@@ -92,5 +94,11 @@ class Upstream:
 
 @cache
 def get_settings() -> Settings:
-    """The process-wide settings, read once (at cold start on Lambda)."""
-    return Settings()
+    """The process-wide settings, read once (at cold start on Lambda), with the secret applied if one is set."""
+    settings = Settings()
+    if not settings.secret_arn:
+        return settings
+    # Imported only here: boto3 costs cold-start time, and only deployments with a secret need it.
+    from clinvk_core.aws.secrets import apply_secret
+
+    return apply_secret(settings)
