@@ -15,6 +15,11 @@ in-process tests and a gateway running in another process.
 Helper calls that the CLIs make on their own (gemini's model router and next-speaker check:
 ``:generateContent`` with a ``responseJsonSchema``; ``:countTokens``) are exempt from the script:
 they always get a valid answer, so that a script describes the one model turn under test.
+
+With ``Script.tool_command`` set, the fake plays a model that wants to run a shell command: a request
+carrying no tool result yet gets a call of the CLI's shell tool (Anthropic ``tool_use``, Responses
+``function_call``, Gemini ``functionCall``) instead of text; once the CLI sends the tool's result back,
+the scripted text answers (followed by that result with ``tool_echo``), so tests see what ran.
 """
 
 from __future__ import annotations
@@ -46,11 +51,15 @@ from starlette.routing import Route
 __all__ = [
     "HELPER_USAGE",
     "RETRY_AFTER_SECONDS",
+    "SHELL_TOOLS",
     "FakeUpstream",
     "RecordedRequest",
     "Script",
+    "ToolCall",
     "Usage",
     "main",
+    "shell_call",
+    "tool_result",
 ]
 
 RETRY_AFTER_SECONDS = 7
@@ -90,6 +99,8 @@ class Script:
     error_message: str = ""  # error body text; default depends on the status
     hang: bool = False  # accept the request, never answer; released by client disconnect or stop() (503)
     echo: bool = False  # reply = text + " " + the last user text of the request
+    tool_command: str | None = None  # first answer a shell tool call running this (see module doc)
+    tool_echo: bool = False  # after the tool ran: reply = text + "\n" + the tool result the CLI sent
 
     @classmethod
     def from_json(cls, data: Any) -> Script:
@@ -117,6 +128,8 @@ _SCRIPT_TYPES: dict[str, tuple[type, ...]] = {
     "error_message": (str,),
     "hang": (bool,),
     "echo": (bool,),
+    "tool_command": (str, type(None)),
+    "tool_echo": (bool,),
 }
 
 
@@ -203,15 +216,117 @@ def _last_user_text(provider: str, body: Any) -> str:
 
 
 def _reply_chunks(script: Script, provider: str, body: Any) -> list[str]:
-    """The chunks of the scripted reply, echo applied."""
-    chunks = list(script.chunks) if script.chunks is not None else _split_words(script.text)
+    """The chunks of the scripted reply, echo and tool echo applied."""
+    tail = ""
     if script.echo:
-        tail = " " + _last_user_text(provider, body)
-        if script.chunks is None:
-            chunks = _split_words(script.text + tail)
+        tail += " " + _last_user_text(provider, body)
+    if script.tool_echo:
+        tail += "\n" + (tool_result(provider, body) or "")
+    if script.chunks is None:
+        return _split_words(script.text + tail)
+    return [*script.chunks, tail] if tail else list(script.chunks)
+
+
+# ---- Tool calls ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A call of the CLI's shell tool, as the fake's model makes it."""
+
+    name: str
+    arguments: _JSON
+
+
+# The shell tool of each CLI, by provider: names in order of preference, the first one the default.
+SHELL_TOOLS: dict[str, tuple[str, ...]] = {
+    "anthropic": ("Bash",),  # claude
+    "openai": ("exec_command", "shell_command", "shell"),  # codex, depending on version and features
+    "gemini": ("run_shell_command",),
+}
+
+
+def _offered_tools(provider: str, body: Any) -> dict[str, _JSON]:
+    """The tools a request offers the model, by name, each with its parameters' JSON schema."""
+    tools = body.get("tools") if isinstance(body, dict) else None
+    declarations: list[Any] = []
+    if isinstance(tools, list):
+        if provider == "gemini":
+            for tool in tools:
+                if isinstance(tool, dict) and isinstance(tool.get("functionDeclarations"), list):
+                    declarations += tool["functionDeclarations"]
         else:
-            chunks.append(tail)
-    return chunks
+            declarations = tools
+    schema_key = {"anthropic": "input_schema", "openai": "parameters"}.get(provider)
+    offered: dict[str, _JSON] = {}
+    for tool in declarations:
+        if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+            keys = (schema_key,) if schema_key else ("parametersJsonSchema", "parameters")
+            schema: _JSON = next((tool[k] for k in keys if isinstance(tool.get(k), dict)), {})
+            offered[tool["name"]] = schema
+    return offered
+
+
+def shell_call(provider: str, body: Any, command: str) -> ToolCall:
+    """The call of the request's shell tool running ``command``, arguments shaped by the tool's schema.
+
+    When the request offers no shell tool, the CLI's usual one is called anyway: the CLI must refuse it.
+    """
+    offered = _offered_tools(provider, body)
+    names = SHELL_TOOLS.get(provider, ("shell",))
+    name = next((n for n in names if n in offered), names[0])
+    properties = offered.get(name, {}).get("properties")
+    if not isinstance(properties, dict) or not properties:
+        properties = {"cmd": {"type": "string"}} if name == "exec_command" else {"command": {"type": "string"}}
+    if "cmd" in properties:
+        return ToolCall(name, {"cmd": command})
+    command_schema = properties.get("command")
+    kind = str(command_schema.get("type", "")).lower() if isinstance(command_schema, dict) else ""
+    return ToolCall(name, {"command": ["bash", "-lc", command] if kind == "array" else command})
+
+
+def _output_text(output: Any) -> str:
+    """A tool result's text: a string, a list of text blocks, or (Gemini) a response object."""
+    if isinstance(output, str):
+        return output
+    if isinstance(output, list):
+        return "\n".join(_content_texts(output))
+    if isinstance(output, dict):
+        inner = output.get("output")
+        return inner if isinstance(inner, str) else json.dumps(output, ensure_ascii=False)
+    return ""
+
+
+def tool_result(provider: str, body: Any) -> str | None:
+    """The text of the last tool result in the request, or None when it carries none."""
+    if not isinstance(body, dict):
+        return None
+    results: list[str] = []
+    if provider == "anthropic":
+        for message in body.get("messages") or []:
+            content = message.get("content") if isinstance(message, dict) else None
+            for block in content if isinstance(content, list) else []:
+                if isinstance(block, dict) and block.get("type") == "tool_result":
+                    results.append(_output_text(block.get("content")))
+    elif provider == "openai":
+        items = body.get("input")
+        for item in items if isinstance(items, list) else []:
+            if isinstance(item, dict) and str(item.get("type", "")).endswith("call_output"):
+                results.append(_output_text(item.get("output")))
+    elif provider == "gemini":
+        for content in body.get("contents") or []:
+            parts = content.get("parts") if isinstance(content, dict) else None
+            for part in parts if isinstance(parts, list) else []:
+                if isinstance(part, dict) and isinstance(part.get("functionResponse"), dict):
+                    results.append(_output_text(part["functionResponse"].get("response")))
+    return results[-1] if results else None
+
+
+def _wants_tool_call(script: Script, provider: str, body: Any) -> ToolCall | None:
+    """The shell call to answer with: a tool command is scripted and no tool result came back yet."""
+    if script.tool_command is None or tool_result(provider, body) is not None:
+        return None
+    return shell_call(provider, body, script.tool_command)
 
 
 _DEFAULT_ERROR_MESSAGES = {
@@ -333,6 +448,35 @@ def _anthropic_message(msg_id: str, model: str, text: str, usage: Usage) -> _JSO
     }
 
 
+def _anthropic_tool_use(call: ToolCall) -> _JSON:
+    return {"type": "tool_use", "id": _new_id("toolu_fake_"), "name": call.name, "input": call.arguments}
+
+
+def _anthropic_call_message(msg_id: str, model: str, call: ToolCall, usage: Usage) -> _JSON:
+    message = _anthropic_message(msg_id, model, "", usage)
+    message["content"], message["stop_reason"] = [_anthropic_tool_use(call)], "tool_use"
+    return message
+
+
+def _anthropic_call_events(msg_id: str, model: str, call: ToolCall, usage: Usage) -> Iterable[bytes]:
+    """Events of a streamed Anthropic message whose only block is a ``tool_use`` (input as one JSON delta)."""
+    start = _anthropic_message(msg_id, model, "", usage)
+    start["content"], start["stop_reason"] = [], None
+    yield _sse({"type": "message_start", "message": start}, "message_start")
+    block = {**_anthropic_tool_use(call), "input": {}}
+    yield _sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
+    delta = {"type": "input_json_delta", "partial_json": json.dumps(call.arguments)}
+    yield _sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
+    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    message_delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+        "usage": {"output_tokens": usage.output_tokens},
+    }
+    yield _sse(message_delta, "message_delta")
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
 def _anthropic_events(msg_id: str, model: str, chunks: list[str], usage: Usage) -> Iterable[bytes]:
     """Events of a streamed Anthropic message; the caller inserts delays between text deltas."""
     start = _anthropic_message(msg_id, model, "", usage)
@@ -396,6 +540,40 @@ def _responses_object(resp_id: str, model: str, status: str, output: list[_JSON]
     }
 
 
+def _responses_call_item(item_id: str, call_id: str, call: ToolCall, status: str) -> _JSON:
+    arguments = json.dumps(call.arguments) if status == "completed" else ""
+    return {
+        "id": item_id,
+        "type": "function_call",
+        "status": status,
+        "call_id": call_id,
+        "name": call.name,
+        "arguments": arguments,
+    }
+
+
+def _responses_call_events(resp_id: str, model: str, call: ToolCall, usage: Usage) -> Iterable[bytes]:
+    """Events of a streamed Responses turn whose only output is one ``function_call``."""
+    item_id, call_id = _new_id("fc_fake_"), _new_id("call_fake_")
+    seq = itertools.count()
+
+    def ev(kind: str, **data: Any) -> bytes:
+        return _sse({"type": kind, "sequence_number": next(seq), **data}, kind)
+
+    arguments = json.dumps(call.arguments)
+    yield ev("response.created", response=_responses_object(resp_id, model, "in_progress", [], None))
+    yield ev("response.in_progress", response=_responses_object(resp_id, model, "in_progress", [], None))
+    added = _responses_call_item(item_id, call_id, call, "in_progress")
+    yield ev("response.output_item.added", output_index=0, item=added)
+    loc = {"item_id": item_id, "output_index": 0}
+    yield ev("response.function_call_arguments.delta", **loc, delta=arguments)
+    yield ev("response.function_call_arguments.done", **loc, arguments=arguments)
+    done_item = _responses_call_item(item_id, call_id, call, "completed")
+    yield ev("response.output_item.done", output_index=0, item=done_item)
+    final = _responses_object(resp_id, model, "completed", [done_item], _responses_usage(usage))
+    yield ev("response.completed", response=final)
+
+
 def _responses_events(resp_id: str, model: str, chunks: list[str], usage: Usage) -> Iterable[bytes]:
     """Events of a streamed Responses turn with one assistant message."""
     item_id = _new_id("msg_fake_")
@@ -439,6 +617,12 @@ def _gemini_chunk(model: str, resp_id: str, text: str, final: bool, usage: Usage
     if final:
         candidate["finishReason"] = "STOP"
         chunk["usageMetadata"] = _gemini_usage(usage)
+    return chunk
+
+
+def _gemini_call_chunk(model: str, resp_id: str, call: ToolCall, usage: Usage) -> _JSON:
+    chunk = _gemini_chunk(model, resp_id, "", True, usage)
+    chunk["candidates"][0]["content"]["parts"] = [{"functionCall": {"name": call.name, "args": call.arguments}}]
     return chunk
 
 
@@ -712,9 +896,14 @@ class FakeUpstream:
             return failure
         body = recorded.body if isinstance(recorded.body, dict) else {}
         model = str(body.get("model", "claude-fake"))
-        chunks = _reply_chunks(script, "anthropic", body)
         msg_id = _new_id("msg_fake_")
         headers = {"request-id": _new_id("req_fake_")}
+        if (call := _wants_tool_call(script, "anthropic", body)) is not None:
+            if not body.get("stream"):
+                return JSONResponse(_anthropic_call_message(msg_id, model, call, script.usage), headers=headers)
+            events = _anthropic_call_events(msg_id, model, call, script.usage)
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
+        chunks = _reply_chunks(script, "anthropic", body)
         if not body.get("stream"):
             return JSONResponse(_anthropic_message(msg_id, model, "".join(chunks), script.usage), headers=headers)
         events = _anthropic_events(msg_id, model, chunks, script.usage)
@@ -727,8 +916,15 @@ class FakeUpstream:
             return failure
         body = recorded.body if isinstance(recorded.body, dict) else {}
         model = str(body.get("model", "gpt-fake"))
-        chunks = _reply_chunks(script, "openai", body)
         resp_id = _new_id("resp_fake_")
+        if (call := _wants_tool_call(script, "openai", body)) is not None:
+            if not body.get("stream"):
+                item = _responses_call_item(_new_id("fc_fake_"), _new_id("call_fake_"), call, "completed")
+                usage = _responses_usage(script.usage)
+                return JSONResponse(_responses_object(resp_id, model, "completed", [item], usage))
+            events = _responses_call_events(resp_id, model, call, script.usage)
+            return StreamingResponse(events, media_type="text/event-stream")
+        chunks = _reply_chunks(script, "openai", body)
         if not body.get("stream"):
             item = _responses_item(_new_id("msg_fake_"), "".join(chunks), "completed")
             usage = _responses_usage(script.usage)
@@ -753,8 +949,13 @@ class FakeUpstream:
         script = self.script
         if (failure := await self._script_failure("gemini", script, request)) is not None:
             return failure
-        chunks = _reply_chunks(script, "gemini", recorded.body)
         resp_id = _new_id("fake-")
+        if (call := _wants_tool_call(script, "gemini", recorded.body)) is not None:
+            chunk = _gemini_call_chunk(model, resp_id, call, script.usage)
+            if method == "generateContent":
+                return JSONResponse(chunk)
+            return StreamingResponse(iter([_sse(chunk)]), media_type="text/event-stream")
+        chunks = _reply_chunks(script, "gemini", recorded.body)
         if method == "generateContent":
             return JSONResponse(_gemini_chunk(model, resp_id, "".join(chunks), True, script.usage))
         events = _gemini_stream(model, resp_id, chunks, script.usage)

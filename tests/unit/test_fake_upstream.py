@@ -24,7 +24,10 @@ from clinvk_core.testing.fake_upstream import (
     FakeUpstream,
     RecordedRequest,
     Script,
+    ToolCall,
     Usage,
+    shell_call,
+    tool_result,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -657,6 +660,180 @@ def test_script_from_json_round_trip() -> None:
     from dataclasses import asdict
 
     assert Script.from_json(json.loads(json.dumps(asdict(script)))) == script
+
+
+# ---- tool calls -----------------------------------------------------------------------------------
+
+COMMAND = "env; cat ~/.aws/credentials"
+TOOL_SCRIPT = Script(text="after the tool.", tool_command=COMMAND)
+BASH = {"name": "Bash", "input_schema": {"type": "object", "properties": {"command": {"type": "string"}}}}
+EXEC_COMMAND = {
+    "type": "function",
+    "name": "exec_command",
+    "parameters": {"type": "object", "properties": {"cmd": {"type": "string"}, "workdir": {"type": "string"}}},
+}
+RUN_SHELL = {"name": "run_shell_command", "parametersJsonSchema": {"properties": {"command": {"type": "string"}}}}
+
+
+def with_anthropic_result(body: dict[str, Any], content: Any) -> dict[str, Any]:
+    call = {"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": {"command": COMMAND}}
+    result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": content}
+    messages = [*body["messages"], {"role": "assistant", "content": [call]}, {"role": "user", "content": [result]}]
+    return {**body, "messages": messages}
+
+
+def test_anthropic_tool_use_stream(fake: FakeUpstream, client: httpx.Client) -> None:
+    fake.set_script(TOOL_SCRIPT)
+    r = client.post(ANTHROPIC, json={**anthropic_body(), "tools": [BASH]})
+    assert r.headers["request-id"].startswith("req_fake_")
+    events = parse_sse(r.text)
+    assert [name for name, _ in events] == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    block = events[1][1]["content_block"]
+    assert (block["type"], block["name"], block["input"]) == ("tool_use", "Bash", {})
+    assert block["id"].startswith("toolu_")
+    delta = events[2][1]["delta"]
+    assert delta["type"] == "input_json_delta"
+    assert json.loads(delta["partial_json"]) == {"command": COMMAND}
+    assert events[4][1]["delta"]["stop_reason"] == "tool_use"
+
+
+def test_anthropic_tool_use_json(fake: FakeUpstream, client: httpx.Client) -> None:
+    fake.set_script(TOOL_SCRIPT)
+    body = client.post(ANTHROPIC, json=anthropic_body(stream=False)).json()  # no tools offered: Bash anyway
+    [block] = body["content"]
+    assert (block["type"], block["name"], block["input"]) == ("tool_use", "Bash", {"command": COMMAND})
+    assert body["stop_reason"] == "tool_use"
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["total 0\nHOME=/x", [{"type": "text", "text": "total 0"}, {"type": "text", "text": "HOME=/x"}]],
+    ids=["string", "blocks"],
+)
+def test_anthropic_tool_result_gets_the_text_and_echo(fake: FakeUpstream, client: httpx.Client, content: Any) -> None:
+    fake.set_script(Script(text="after the tool.", tool_command=COMMAND, tool_echo=True))
+    r = client.post(ANTHROPIC, json=with_anthropic_result(anthropic_body(stream=False), content))
+    assert r.json()["content"] == [{"type": "text", "text": "after the tool.\ntotal 0\nHOME=/x"}]
+
+
+def test_responses_function_call_stream(fake: FakeUpstream, client: httpx.Client) -> None:
+    fake.set_script(TOOL_SCRIPT)
+    events = parse_sse(client.post(RESPONSES, json={**responses_body(), "tools": [EXEC_COMMAND]}).text)
+    assert [name for name, _ in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [d["sequence_number"] for _, d in events] == list(range(len(events)))
+    item = events[5][1]["item"]
+    assert (item["type"], item["name"], item["status"]) == ("function_call", "exec_command", "completed")
+    assert json.loads(item["arguments"]) == {"cmd": COMMAND}
+    assert item["call_id"].startswith("call_")
+    assert events[2][1]["item"]["call_id"] == item["call_id"]
+    assert events[-1][1]["response"]["output"] == [item]
+
+
+def test_responses_function_output_gets_the_text_and_echo(fake: FakeUpstream, client: httpx.Client) -> None:
+    fake.set_script(Script(text="after the tool.", tool_command=COMMAND, tool_echo=True))
+    call = {"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": "{}"}
+    output = {"type": "function_call_output", "call_id": "c1", "output": "unsupported call: exec_command"}
+    body = responses_body(stream=False)
+    body["input"] += [call, output]
+    answer = client.post(RESPONSES, json=body).json()["output"][0]
+    assert answer["type"] == "message"
+    assert answer["content"][0]["text"] == "after the tool.\nunsupported call: exec_command"
+
+
+def test_gemini_function_call_stream(fake: FakeUpstream, client: httpx.Client) -> None:
+    fake.set_script(TOOL_SCRIPT)
+    body = {**gemini_body(), "tools": [{"functionDeclarations": [RUN_SHELL]}]}
+    [chunk] = [d for _, d in parse_sse(client.post(GEMINI_STREAM, json=body).text)]
+    candidate = chunk["candidates"][0]
+    assert candidate["content"]["parts"] == [
+        {"functionCall": {"name": "run_shell_command", "args": {"command": COMMAND}}}
+    ]
+    assert candidate["finishReason"] == "STOP"
+    assert chunk["usageMetadata"]["promptTokenCount"] == Usage().input_tokens
+
+
+@pytest.mark.parametrize(
+    ("response", "echoed"),
+    [({"output": "HOME=/x"}, "HOME=/x"), ({"error": "Tool not found."}, '{"error": "Tool not found."}')],
+    ids=["output", "error"],
+)
+def test_gemini_function_response_gets_the_text_and_echo(
+    fake: FakeUpstream, client: httpx.Client, response: dict[str, str], echoed: str
+) -> None:
+    fake.set_script(Script(text="after the tool.", tool_command=COMMAND, tool_echo=True))
+    body = gemini_body()
+    body["contents"] += [
+        {"role": "model", "parts": [{"functionCall": {"name": "run_shell_command", "args": {}}}]},
+        {"role": "user", "parts": [{"functionResponse": {"name": "run_shell_command", "response": response}}]},
+    ]
+    answer = client.post(GEMINI_JSON, json=body).json()["candidates"][0]["content"]["parts"]
+    assert answer == [{"text": f"after the tool.\n{echoed}"}]
+
+
+def test_gemini_helper_calls_stay_exempt_from_tool_calls(fake: FakeUpstream, client: httpx.Client) -> None:
+    fake.set_script(TOOL_SCRIPT)
+    r = client.post("/v1beta/models/gemini-3.5-flash-lite:generateContent", json=ROUTER_BODY)
+    assert "functionCall" not in r.text
+    assert set(json.loads(r.json()["candidates"][0]["content"]["parts"][0]["text"])) == {
+        "complexity_reasoning",
+        "complexity_score",
+    }
+
+
+@pytest.mark.parametrize(
+    ("provider", "tools", "expected"),
+    [
+        ("anthropic", [BASH], ToolCall("Bash", {"command": COMMAND})),
+        ("anthropic", [], ToolCall("Bash", {"command": COMMAND})),
+        ("openai", [EXEC_COMMAND], ToolCall("exec_command", {"cmd": COMMAND})),
+        ("openai", [], ToolCall("exec_command", {"cmd": COMMAND})),
+        (
+            "openai",
+            [{"type": "function", "name": "shell", "parameters": {"properties": {"command": {"type": "array"}}}}],
+            ToolCall("shell", {"command": ["bash", "-lc", COMMAND]}),
+        ),
+        (
+            "openai",
+            [{"type": "function", "name": "shell_command", "parameters": {"properties": {"command": {}}}}],
+            ToolCall("shell_command", {"command": COMMAND}),
+        ),
+        ("gemini", [{"functionDeclarations": [RUN_SHELL]}], ToolCall("run_shell_command", {"command": COMMAND})),
+        ("gemini", [{"functionDeclarations": []}], ToolCall("run_shell_command", {"command": COMMAND})),
+    ],
+    ids=["bash", "no-bash", "exec", "no-exec", "shell-array", "shell-command", "gemini", "gemini-none"],
+)
+def test_shell_call_follows_the_offered_schema(provider: str, tools: list[Any], expected: ToolCall) -> None:
+    assert shell_call(provider, {"tools": tools}, COMMAND) == expected
+
+
+def test_tool_result_is_none_without_one() -> None:
+    assert tool_result("anthropic", anthropic_body()) is None
+    assert tool_result("openai", responses_body()) is None
+    assert tool_result("gemini", gemini_body()) is None
+    assert tool_result("gemini", "not json") is None
+
+
+def test_tool_script_over_http_and_its_validation(fake: FakeUpstream, client: httpx.Client) -> None:
+    assert client.post("/_fake/script", json={"tool_command": COMMAND, "tool_echo": True}).status_code == 200
+    assert fake.script == Script(tool_command=COMMAND, tool_echo=True)
+    assert client.post("/_fake/script", json={"tool_command": 1}).status_code == 400
+    assert client.post("/_fake/script", json={"tool_echo": "yes"}).status_code == 400
+    assert fake.script == Script(tool_command=COMMAND, tool_echo=True)
 
 
 # ---- module entry point ------------------------------------------------------------------------------
