@@ -33,8 +33,9 @@ class RunPaths:
 
     ``workdir`` is the CLI's empty working directory and ``scratch`` a private
     directory for this run's own files (both removed afterwards); ``state`` is
-    the backend's persistent directory under the state root, and ``home`` the
-    isolated home used when an upstream is configured.
+    the backend's persistent directory under the state root. When an upstream is
+    configured, ``home`` holds what the CLI keeps between runs (settings, caches)
+    and ``run_home`` is the HOME the CLI and its tools see.
     """
 
     workdir: Path
@@ -44,6 +45,11 @@ class RunPaths:
     @property
     def home(self) -> Path:
         return self.state / "home"
+
+    @property
+    def run_home(self) -> Path:
+        """This run's own HOME: what a CLI or a tool puts under ``~`` goes away with the run."""
+        return self.scratch
 
     @property
     def tmp(self) -> Path:

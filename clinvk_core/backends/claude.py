@@ -68,7 +68,9 @@ class Claude(Backend):
             env["IS_SANDBOX"] = "1"  # bypassPermissions exits 1 as root without it
         upstream = settings.upstream
         if upstream.configured:
-            env |= {"HOME": str(paths.home), "CLAUDE_CONFIG_DIR": str(paths.home / ".claude")}
+            # Its config dir per run: claude needs nothing prepared there, and the files it adds on
+            # every run (sessions/PID.json, projects/WORKDIR/) go away with the run instead of piling up.
+            env |= {"HOME": str(paths.run_home), "CLAUDE_CONFIG_DIR": str(paths.run_home / ".claude")}
             if upstream.base_url:
                 env["ANTHROPIC_BASE_URL"] = upstream.base_url
             if upstream.api_key:

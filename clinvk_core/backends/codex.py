@@ -67,6 +67,10 @@ class Codex(Backend):
             "-c", "analytics.enabled=false",
             "-c", "check_for_update_on_startup=false",
             "-c", "features.plugins=false",
+            # Else every run writes a snapshot of its shell environment, upstream key included, to CODEX_HOME.
+            "-c", "features.shell_snapshot=false",
+            # The commands a tool runs get no variable named like a secret (the upstream key among them).
+            "-c", "shell_environment_policy.ignore_default_excludes=false",
         ]  # fmt: skip
         for setting in _TOOLS_OFF[settings.tool_mode]:
             argv += ["-c", setting]
@@ -86,7 +90,8 @@ class Codex(Backend):
                 f"request_max_retries={retries},stream_max_retries={retries}}}"
             )
             argv += ["-c", "model_provider=clinvk", "-c", f"model_providers.clinvk={provider}"]
-            env |= {"HOME": str(paths.home), "CODEX_HOME": str(paths.home)}  # must exist already
+            # CODEX_HOME (must exist already) keeps codex's caches between runs; a tool's ~ is the run's own.
+            env |= {"HOME": str(paths.run_home), "CODEX_HOME": str(paths.home)}
             env[KEY_ENV] = upstream.api_key or ""
         argv.append("-")  # the prompt comes on stdin
         return Invocation(argv=tuple(argv), env=env, stdin=request.prompt)

@@ -44,11 +44,13 @@ class Gemini(Backend):
                 "maxAttempts": settings.max_retries + 1,
             },
         }
+        # The commands a tool runs get no variable named like a secret (the upstream key among them).
+        content["security"] = {"environmentVariableRedaction": {"enabled": True}}
         if settings.tool_mode == "chat":
             content["tools"] = {"core": []}  # an empty allowlist registers no tool at all
         if settings.upstream.configured:
             # With a base URL the CLI refuses to start unless the auth type is chosen here.
-            content["security"] = {"auth": {"selectedType": "gemini-api-key"}}
+            content["security"]["auth"] = {"selectedType": "gemini-api-key"}
             return {HOME_SETTINGS: json.dumps(content, indent=2)}
         return {SYSTEM_SETTINGS: json.dumps(content, indent=2)}
 
@@ -74,7 +76,8 @@ class Gemini(Backend):
         if not upstream.configured:
             env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(paths.state / SYSTEM_SETTINGS)
         else:
-            env |= {"HOME": str(paths.home), "GEMINI_CLI_HOME": str(paths.home)}
+            # The CLI's files (settings, chats) under GEMINI_CLI_HOME; a tool's ~ is the run's own.
+            env |= {"HOME": str(paths.run_home), "GEMINI_CLI_HOME": str(paths.home)}
             if upstream.base_url:
                 env["GOOGLE_GEMINI_BASE_URL"] = upstream.base_url
             if upstream.api_key:

@@ -112,8 +112,9 @@ def test_claude_env_with_upstream(run_paths: RunPaths) -> None:
     env = build(Claude(), run_paths, upstream=UPSTREAM, retries=2).env
     assert env["ANTHROPIC_BASE_URL"] == UPSTREAM.base_url
     assert env["ANTHROPIC_API_KEY"] == UPSTREAM.api_key
-    assert env["HOME"] == str(run_paths.home)
-    assert Path(env["CLAUDE_CONFIG_DIR"]).is_relative_to(run_paths.home)
+    # Home and config dir are the run's own: what claude writes per session goes away with the run.
+    assert env["HOME"] == str(run_paths.run_home)
+    assert Path(env["CLAUDE_CONFIG_DIR"]).is_relative_to(run_paths.scratch)
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert env["CLAUDE_CODE_MAX_RETRIES"] == "2"
 
@@ -188,6 +189,16 @@ def test_codex_chat_mode_switches_off_tools(run_paths: RunPaths) -> None:
     assert "features.shell_tool" not in codex_settings(build(Codex(), run_paths, tool_mode="agent").argv)
 
 
+@pytest.mark.parametrize("tool_mode", TOOL_MODES)
+def test_codex_keeps_secrets_out_of_tools_and_off_disk(tool_mode: ToolMode, run_paths: RunPaths) -> None:
+    settings = codex_settings(build(Codex(), run_paths, upstream=UPSTREAM, tool_mode=tool_mode).argv)
+    # No per-run snapshot of the shell environment (the upstream key in it) left in CODEX_HOME.
+    assert settings["features.shell_snapshot"] is False
+    # Commands run by a tool get no *KEY*/*SECRET*/*TOKEN* variable, so not the upstream key either.
+    assert settings["shell_environment_policy.ignore_default_excludes"] is False
+    assert "KEY" in KEY_ENV
+
+
 def test_codex_system_prompt_is_developer_instructions(run_paths: RunPaths) -> None:
     argv = build(Codex(), run_paths).argv
     [value] = [v for v in config_overrides(argv) if v.startswith("developer_instructions=")]
@@ -238,7 +249,9 @@ def test_codex_with_upstream_uses_a_responses_provider(run_paths: RunPaths) -> N
     # The key travels only in the environment, under the name the provider reads.
     assert invocation.env[KEY_ENV] == UPSTREAM.api_key
     assert all(UPSTREAM.api_key not in arg for arg in invocation.argv if UPSTREAM.api_key)
+    # codex keeps its caches in the backend's home; a tool's ~ is the run's own.
     assert invocation.env["CODEX_HOME"] == str(run_paths.home)
+    assert invocation.env["HOME"] == str(run_paths.run_home)
     assert invocation.argv[-1] == "-"
 
 
@@ -314,7 +327,7 @@ def test_gemini_without_upstream_lays_system_settings_over_the_login(run_paths: 
         assert name not in invocation.env
     content = json.loads(files[SYSTEM_SETTINGS])
     assert content["tools"]["core"] == []
-    assert "security" not in content
+    assert content["security"] == {"environmentVariableRedaction": {"enabled": True}}  # no auth: the login's
     assert content["telemetry"] == {"enabled": False}
     assert content["privacy"] == {"usageStatisticsEnabled": False}
     assert content["general"]["maxAttempts"] == settings.max_retries + 1
@@ -329,12 +342,15 @@ def test_gemini_with_upstream_uses_an_isolated_home(run_paths: RunPaths) -> None
     assert env["GEMINI_API_KEY"] == UPSTREAM.api_key
     assert env["GOOGLE_GEMINI_BASE_URL"] == UPSTREAM.base_url
     assert env["GEMINI_CLI_HOME"] == str(run_paths.home)
-    assert env["HOME"] == str(run_paths.home)
+    assert env["HOME"] == str(run_paths.run_home)  # a tool's ~ is the run's own
     assert "GEMINI_CLI_SYSTEM_SETTINGS_PATH" not in env
     # The state file lands exactly where the CLI looks for it under that home.
     assert run_paths.state / HOME_SETTINGS == Path(env["GEMINI_CLI_HOME"]) / ".gemini" / "settings.json"
     content = json.loads(files[HOME_SETTINGS])
-    assert content["security"] == {"auth": {"selectedType": "gemini-api-key"}}
+    assert content["security"] == {
+        "auth": {"selectedType": "gemini-api-key"},
+        "environmentVariableRedaction": {"enabled": True},
+    }
     assert content["tools"]["core"] == []
     assert content["general"]["maxAttempts"] == 1
 
@@ -345,6 +361,8 @@ def test_gemini_other_modes_keep_tools(tool_mode: ToolMode, approval: str, run_p
     for settings in (BackendSettings(tool_mode=tool_mode), BackendSettings(UPSTREAM, tool_mode)):
         [content] = Gemini().state_files(settings).values()
         assert "tools" not in json.loads(content)
+        # Commands run by a tool get no variable named like a secret, so not the upstream key either.
+        assert json.loads(content)["security"]["environmentVariableRedaction"] == {"enabled": True}
 
 
 @pytest.mark.parametrize("backend", [Claude(), Codex()], ids=["claude", "codex"])

@@ -75,8 +75,10 @@ def test_keeps_what_programs_need_and_sets_tmpdir(name: str, upstream: Upstream 
     for kept in ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HTTPS_PROXY"):
         assert env[kept] == SOURCE[kept]
     assert env["TMPDIR"] == str(run_paths.tmp)
-    # HOME is the user's for their own login; an isolated one when an upstream is configured.
-    assert env["HOME"] == (SOURCE["HOME"] if upstream is None else str(run_paths.home))
+    # HOME is the user's for their own login; the run's own (removed with it) when an upstream is configured.
+    assert env["HOME"] == (SOURCE["HOME"] if upstream is None else str(run_paths.run_home))
+    if upstream is not None:
+        assert Path(env["HOME"]).is_relative_to(run_paths.scratch)
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))
