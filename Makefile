@@ -42,6 +42,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
+	$(BIN)/hadolint Dockerfile
 
 bench: setup
 	$(BIN)/python -m bench
