@@ -1,4 +1,9 @@
-"""Reads the functions and their routes out of the SAM template: the single source of truth for routes."""
+"""Reads the functions and their routes out of the SAM template: the single source of truth for routes.
+
+A function's routes come from its ``Api`` events and from any ``AWS::Serverless::Api`` whose OpenAPI
+``DefinitionBody`` integrates it (written out where SAM's events cannot say enough, e.g. the
+streaming integration of the chat route).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,10 @@ import yaml
 
 DEFAULT_TIMEOUT_SECONDS = 3.0  # Lambda's own default
 _HANDLER = re.compile(r"\b(handlers\.\w+)[.:](\w+)\b")
+_OPENAPI_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch"})
+_ANY_METHOD = "x-amazon-apigateway-any-method"
+_INTEGRATION = "x-amazon-apigateway-integration"
+_FUNCTION_ARN = re.compile(r"\$\{(\w+)\.Arn\}")  # in a Lambda integration URI written with !Sub
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,8 @@ class _CfnLoader(yaml.SafeLoader):
 def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
     if isinstance(node, yaml.ScalarNode):
         value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":  # `!GetAtt Resource.Attribute` is short for [Resource, Attribute]
+            value = value.split(".", 1)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
@@ -60,6 +71,7 @@ def load_template(path: Path) -> dict[str, Any]:
 def functions(template: dict[str, Any]) -> list[Function]:
     """Every serverless function in the template, with the routes its Api events declare."""
     defaults = template.get("Globals", {}).get("Function", {})
+    integrated = _definition_routes(template)
     found = []
     for name, resource in template.get("Resources", {}).items():
         if resource.get("Type") != "AWS::Serverless::Function":
@@ -72,17 +84,47 @@ def functions(template: dict[str, Any]) -> list[Function]:
             for event in events
             if event.get("Type") == "Api"
         )
+        definition = integrated.get(name, [])
         found.append(
             Function(
                 name=name,
                 module=module,
                 attribute=attribute,
                 timeout=float(props.get("Timeout", defaults.get("Timeout", DEFAULT_TIMEOUT_SECONDS))),
-                streaming=_streams(props),
-                routes=routes,
+                streaming=_streams(props) or any(streams for _, streams in definition),
+                routes=routes + tuple(route for route, _ in definition),
             )
         )
     return found
+
+
+def _definition_routes(template: dict[str, Any]) -> dict[str, list[tuple[Route, bool]]]:
+    """(route, streams) of every OpenAPI operation in an Api's DefinitionBody, by the function it integrates."""
+    found: dict[str, list[tuple[Route, bool]]] = {}
+    for resource in template.get("Resources", {}).values():
+        if resource.get("Type") != "AWS::Serverless::Api":
+            continue
+        paths = (resource.get("Properties", {}).get("DefinitionBody") or {}).get("paths", {})
+        for path, operations in paths.items():
+            for method, operation in operations.items():
+                if method not in _OPENAPI_METHODS and method != _ANY_METHOD:
+                    continue  # e.g. path-level "parameters"
+                integration = operation.get(_INTEGRATION, {})
+                function = _integrated_function(integration.get("uri"))
+                if function is not None:
+                    verb = "ANY" if method == _ANY_METHOD else method.upper()
+                    streams = integration.get("responseTransferMode") == "STREAM"
+                    found.setdefault(function, []).append((Route(verb, path), streams))
+    return found
+
+
+def _integrated_function(uri: Any) -> str | None:
+    """The logical id of the function in a Lambda integration URI written as ``!Sub ...${Function.Arn}...``."""
+    text = uri.get("Fn::Sub") if isinstance(uri, dict) else None
+    if isinstance(text, list):  # the [string, variables] form of !Sub
+        text = text[0]
+    match = _FUNCTION_ARN.search(text) if isinstance(text, str) else None
+    return match.group(1) if match else None
 
 
 def handler_of(props: dict[str, Any]) -> tuple[str, str]:
