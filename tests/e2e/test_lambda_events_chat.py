@@ -1,0 +1,65 @@
+"""The chat events of events/ through the chat function's Lambda handler, each in a fresh process (a cold
+start, as ``sam local invoke -e`` does), with the real CLIs answering from the fake upstream."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clinvk_core.emulator.cli import fake_upstream_settings
+from clinvk_core.testing.fake_upstream import FakeUpstream, Script
+from tests.e2e.conftest import REPO, emulator_env
+
+pytestmark = pytest.mark.e2e
+
+# Invokes handlers.chat_completions.handler with the event file argv[1], as Lambda would, and prints the result.
+INVOKE = """
+import json, sys
+from clinvk_core.emulator.lambda_events import LambdaContext
+from handlers.chat_completions import handler
+event = json.load(open(sys.argv[1], encoding="utf-8"))
+print(json.dumps(handler(event, LambdaContext("ChatCompletionsFunction", 120))))
+"""
+EVENTS = {"rest": "claude", "http": "codex", "url": "gemini"}  # the model each chat event asks for
+PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
+
+
+@pytest.mark.parametrize(("kind", "backend"), EVENTS.items())
+def test_a_chat_event_gets_a_real_completion(kind: str, backend: str, fake: FakeUpstream, tmp_path: Path) -> None:
+    fake.set_script(Script(text="Hello from the fake upstream."))
+    event_file = REPO / "events" / f"chat-completions-{kind}.json"
+    assert json.loads(json.loads(event_file.read_text(encoding="utf-8"))["body"])["model"] == backend
+    (tmp_path / "home").mkdir()
+    settings = fake_upstream_settings(fake.url) | {"CLINVK_STATE_DIR": str(tmp_path / "state")}
+    env = emulator_env(tmp_path / "home", settings | {"CLINVK_TIMEOUT_SECONDS": "60"})
+    done = subprocess.run(
+        [sys.executable, "-c", INVOKE, str(event_file)],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["statusCode"] == 200, result
+    if kind == "url":  # the Function URL event asks for a stream
+        text = result["body"]
+        deltas = [
+            json.loads(line.removeprefix("data: "))["choices"]
+            for line in text.splitlines()
+            if line.startswith("data: {")
+        ]
+        content = "".join(choices[0]["delta"].get("content") or "" for choices in deltas if choices)
+        assert text.endswith("data: [DONE]\n\n")
+    else:
+        completion = json.loads(result["body"])
+        assert completion["model"] == backend
+        content = completion["choices"][0]["message"]["content"]
+    assert content.strip() == "Hello from the fake upstream."
+    assert any(request.provider == PROVIDER[backend] for request in fake.requests)  # the real CLI called it
