@@ -14,7 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from functools import cache
 from pathlib import Path
 
-from clinvk_core.backends import BACKENDS, Backend, BackendSettings, RunRequest
+from clinvk_core.backends import BACKENDS, Backend, BackendSettings, Invocation, RunPaths, RunRequest
 from clinvk_core.childenv import child_environment
 from clinvk_core.config import BACKEND_NAMES, PROJECT_ROOT, BackendName, Settings, get_settings
 from clinvk_core.errors import BackendUnavailable, RateLimited, Timeout, UpstreamFailed
@@ -75,8 +75,7 @@ class Gateway:
         limit; while iterating, 502 upstream failure and 504 deadline.
         """
         backend = BACKENDS[route.backend]
-        binary = self._binaries.get(route.backend)
-        if binary is None:
+        if route.backend not in self._binaries:
             raise BackendUnavailable(self._unavailable[route.backend])
         if self._in_flight >= self.settings.max_concurrency:
             raise RateLimited(
@@ -84,17 +83,8 @@ class Gateway:
             )
         self._in_flight += 1
         try:
-            settings = self._backend_settings[route.backend]
-            with workspace(self.settings.state_dir / "runs", self._state(backend)) as paths:
-                request = RunRequest(prompt=prompt, system_prompt=system_prompt, model=route.model)
-                invocation = backend.invocation(binary, request, paths, settings)
-                env = child_environment(
-                    self._environ,
-                    backend,
-                    invocation,
-                    paths,
-                    upstream_configured=settings.upstream.configured,
-                )
+            with self.workspace(route.backend) as paths:
+                invocation, env = self.invocation(route, prompt, system_prompt, paths)
                 try:
                     async with spawn(invocation, cwd=paths.workdir, env=env, deadline=deadline) as cli:
                         events = self._events(backend, cli, route.model, deadline)
@@ -106,6 +96,23 @@ class Gateway:
                     raise BackendUnavailable(f"The {backend.name} CLI could not be started: {error}") from None
         finally:
             self._in_flight -= 1
+
+    def workspace(self, backend: BackendName) -> contextlib.AbstractContextManager[RunPaths]:
+        """A fresh private workspace for one run of ``backend``, removed when the block ends."""
+        return workspace(self.settings.state_dir / "runs", self._state(BACKENDS[backend]))
+
+    def invocation(
+        self, route: Route, prompt: str, system_prompt: str | None, paths: RunPaths
+    ) -> tuple[Invocation, dict[str, str]]:
+        """The argv, stdin and environment :meth:`run` starts the CLI with (also what `make bench` runs bare)."""
+        backend = BACKENDS[route.backend]
+        settings = self._backend_settings[route.backend]
+        request = RunRequest(prompt=prompt, system_prompt=system_prompt, model=route.model)
+        invocation = backend.invocation(self._binaries[route.backend], request, paths, settings)
+        env = child_environment(
+            self._environ, backend, invocation, paths, upstream_configured=settings.upstream.configured
+        )
+        return invocation, env
 
     async def _events(
         self, backend: Backend, cli: CliProcess, model: str | None, deadline: float

@@ -1,0 +1,1 @@
+"""`make bench`: clinvk measured against the raw CLIs, on loopback, against the fake upstream."""

@@ -1,0 +1,162 @@
+"""What every measurement needs: the fake upstream, emulators, and the same CLI run bare.
+
+A bare run uses exactly the argv, environment, working directory and stdin the gateway would
+(``Gateway.invocation``), so the difference between the two is the gateway alone.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+
+import httpx
+
+from clinvk_core.backends import BACKENDS, Invocation
+from clinvk_core.config import BackendName, Settings
+from clinvk_core.emulator.cli import fake_upstream_settings
+from clinvk_core.events import Completed, Event
+from clinvk_core.gateway import Gateway
+from clinvk_core.testing.fake_upstream import FakeUpstream
+
+CLINVK_LOCAL = Path(sys.executable).parent / "clinvk-local"
+Tweak = Callable[[Invocation, dict[str, str]], tuple[Invocation, dict[str, str]]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def outside_env(home: Path) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("CLINVK_")} | {"HOME": str(home)}
+
+
+class Emulator:
+    """``clinvk-local`` in a subprocess, as a user runs it."""
+
+    def __init__(self, home: Path, settings: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/openai/v1"
+        self._log = (home / "clinvk-local.log").open("wb")
+        self.process = subprocess.Popen(
+            [str(CLINVK_LOCAL), "--port", str(self.port)],
+            env=outside_env(home) | settings,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("clinvk-local did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self._log.close()
+
+
+@dataclass(frozen=True)
+class BareRun:
+    answer_at: float  # seconds from start to the CLI's end-of-turn line
+    exit_at: float
+    text: str
+
+
+@dataclass
+class Bench:
+    """One fake upstream and a scratch root; emulators and bare runs share its state dir."""
+
+    fake: FakeUpstream
+    root: Path
+
+    @property
+    def settings(self) -> dict[str, str]:
+        return fake_upstream_settings(self.fake.url) | {"CLINVK_STATE_DIR": str(self.root / "state")}
+
+    def emulator(self, **extra: str) -> Emulator:
+        return Emulator(Path(tempfile.mkdtemp(dir=self.root)), self.settings | extra)
+
+    def emulator_env(self) -> dict[str, str]:
+        """The environment an emulator gets: for processes that import the handlers themselves."""
+        return outside_env(Path(tempfile.mkdtemp(dir=self.root))) | self.settings
+
+    @cached_property
+    def gateway(self) -> Gateway:
+        fields = {name.removeprefix("CLINVK_").lower(): value for name, value in self.settings.items()}
+        return Gateway(Settings.model_validate(fields), environ=outside_env(self.root))
+
+    def bare(self, backend: BackendName, prompt: str, tweak: Tweak | None = None) -> BareRun:
+        """The CLI run the gateway would start for ``backend``, run by hand (``tweak``: an A/B cut)."""
+        route = self.gateway.route(backend)
+        with self.gateway.workspace(backend) as paths:
+            invocation, env = self.gateway.invocation(route, prompt, None, paths)
+            if tweak:
+                invocation, env = tweak(invocation, env)
+            return run_bare(
+                invocation, env, paths.workdir, lambda line: BACKENDS[backend].parse_line(line, route.model)
+            )
+
+
+def without(invocation: Invocation, *flags: str, values: int = 0) -> Invocation:
+    """The invocation minus ``flags`` (and the ``values`` arguments after each)."""
+    argv = list(invocation.argv)
+    for flag in flags:
+        if flag in argv:
+            at = argv.index(flag)
+            del argv[at : at + 1 + values]
+    return replace(invocation, argv=tuple(argv))
+
+
+def run_bare(invocation: Invocation, env: dict[str, str], cwd: Path, parse: Callable[[str], list[Event]]) -> BareRun:
+    for path, content in invocation.files.items():
+        path.write_text(content, encoding="utf-8")
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        invocation.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        cwd=cwd, env=env, start_new_session=True,
+    )  # fmt: skip
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write(invocation.stdin.encode())
+    process.stdin.close()
+    answer_at, text = float("nan"), ""
+    for raw in process.stdout:
+        for event in parse(raw.decode()):
+            if isinstance(event, Completed):
+                answer_at = time.perf_counter() - start
+            text += getattr(event, "text", "")
+    process.wait()
+    return BareRun(answer_at, time.perf_counter() - start, text)
+
+
+@contextmanager
+def bench() -> Iterator[Bench]:
+    root = Path(tempfile.mkdtemp(prefix="clinvk-bench-"))
+    try:
+        with FakeUpstream() as fake:
+            yield Bench(fake, root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="utf-8").splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0

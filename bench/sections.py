@@ -1,0 +1,275 @@
+"""The measurements of `make bench`, each returning rows for the report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from bench.harness import Bench, Tweak, rss_kib, without
+from bench.stats import Summary, summarize
+from clinvk_core.backends import Invocation
+from clinvk_core.config import PROJECT_ROOT, BackendName
+from clinvk_core.testing.fake_upstream import Script
+
+BACKENDS: tuple[BackendName, ...] = ("claude", "codex", "gemini")
+PROMPT = "Say pong."
+WARMUP = 2
+
+
+# --- overhead: the gateway vs the bare CLI, interleaved ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Overhead:
+    backend: str
+    stream: bool
+    bare: Summary
+    gateway: Summary
+
+    @property
+    def added(self) -> float:
+        return self.gateway.median - self.bare.median
+
+    @property
+    def ratio(self) -> float:
+        return self.gateway.median / self.bare.median
+
+
+def gateway_turn(client: httpx.Client, backend: str, stream: bool) -> float:
+    """Seconds until the whole answer is in: the JSON body, or the stream's [DONE]."""
+    body = {"model": backend, "messages": [{"role": "user", "content": PROMPT}], "stream": stream}
+    start = time.perf_counter()
+    if not stream:
+        response = client.post("/chat/completions", json=body)
+        response.raise_for_status()
+        return time.perf_counter() - start
+    with client.stream("POST", "/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if line == "data: [DONE]":
+                return time.perf_counter() - start
+    raise RuntimeError("stream ended without [DONE]")
+
+
+def overhead(bench: Bench, runs: int) -> list[Overhead]:
+    emulator = bench.emulator()
+    rows = []
+    try:
+        with httpx.Client(base_url=emulator.url, timeout=120) as client:
+            for backend in BACKENDS:
+                for stream in (False, True):
+                    bare, gateway = [], []
+                    for i in range(WARMUP + runs):  # A, B, A, B...: drift hits both sides alike
+                        a = bench.bare(backend, PROMPT).answer_at
+                        b = gateway_turn(client, backend, stream)
+                        if i >= WARMUP:
+                            bare.append(a)
+                            gateway.append(b)
+                    rows.append(Overhead(backend, stream, summarize(bare), summarize(gateway)))
+    finally:
+        emulator.stop()
+    return rows
+
+
+# --- relay delay: a CLI line written -> the SSE chunk received ---------------------------------------------
+
+STAND_IN = """#!{python}
+# A stand-in claude: each text delta carries the time it was written, in ns.
+import json, sys, time
+sys.stdin.read()
+def out(obj):
+    sys.stdout.write(json.dumps(obj) + "\\n")
+    sys.stdout.flush()
+out({{"type": "system", "subtype": "init", "session_id": "bench"}})
+for _ in range({deltas}):
+    time.sleep(0.01)
+    delta = {{"type": "text_delta", "text": f"{{time.time_ns()}} "}}
+    out({{"type": "stream_event", "parent_tool_use_id": None,
+         "event": {{"type": "content_block_delta", "index": 0, "delta": delta}}}})
+out({{"type": "result", "subtype": "success", "is_error": False, "result": "",
+     "usage": {{"input_tokens": 1, "output_tokens": 1}}}})
+"""
+
+
+def relay(bench: Bench, runs: int, deltas: int = 20) -> Summary:
+    bin_dir = Path(tempfile.mkdtemp(dir=bench.root))
+    (bin_dir / "claude").write_text(STAND_IN.format(python=sys.executable, deltas=deltas), encoding="utf-8")
+    (bin_dir / "claude").chmod(0o755)
+    emulator = bench.emulator(CLINVK_BIN_DIR=str(bin_dir), CLINVK_BACKENDS="claude")
+    delays: list[float] = []
+    try:
+        with httpx.Client(base_url=emulator.url, timeout=60) as client:
+            for i in range(WARMUP + runs):
+                body = {"model": "claude", "messages": [{"role": "user", "content": "x"}], "stream": True}
+                with client.stream("POST", "/chat/completions", json=body) as response:
+                    for line in response.iter_lines():
+                        received = time.time_ns()
+                        if line.startswith("data: {") and '"content":"1' in line:
+                            written = int(json.loads(line[6:])["choices"][0]["delta"]["content"])
+                            if i >= WARMUP:
+                                delays.append((received - written) / 1e9)
+    finally:
+        emulator.stop()
+    return summarize(delays)
+
+
+# --- cold start: import of each handler module, then its first request -------------------------------------
+
+COLD = """
+import json, time
+t0 = time.perf_counter()
+import handlers.{module} as module
+t1 = time.perf_counter()
+from clinvk_core.emulator.lambda_events import LambdaContext, rest_api_event
+event = rest_api_event(method="{method}", path="{path}", resource="{path}", path_parameters={{}}, query_string="",
+                       headers=[("content-type", "application/json")], body={body!r}, source_ip="127.0.0.1")
+result = module.handler(event, LambdaContext("{module}", 900))
+t2 = time.perf_counter()
+assert result["statusCode"] == 200, result
+print(json.dumps([t1 - t0, t2 - t1]))
+"""
+CHAT_BODY = json.dumps({"model": "codex", "messages": [{"role": "user", "content": PROMPT}]}).encode()
+COLD_CASES = [
+    ("models", "GET", "/openai/v1/models", b""),
+    ("health", "GET", "/health", b""),
+    ("chat_completions", "POST", "/openai/v1/chat/completions", CHAT_BODY),
+]
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    module: str
+    import_time: Summary
+    first_request: Summary
+
+
+def cold_start(bench: Bench, runs: int) -> list[ColdStart]:
+    # Bytecode is compiled at image build time on Lambda; do the same here before measuring.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", sys.prefix, str(PROJECT_ROOT / "clinvk_core"),
+                    str(PROJECT_ROOT / "handlers")], check=False, capture_output=True)  # fmt: skip
+    env = bench.emulator_env()
+    rows = []
+    for module, method, path, body in COLD_CASES:
+        imports, firsts = [], []
+        for _ in range(runs):
+            code = COLD.format(module=module, method=method, path=path, body=body)
+            output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                    check=True, cwd=PROJECT_ROOT).stdout  # fmt: skip
+            first_import, first_request = json.loads(output)
+            imports.append(first_import)
+            firsts.append(first_request)
+        rows.append(ColdStart(module, summarize(imports), summarize(firsts)))
+    return rows
+
+
+# --- scaling: concurrent streams against an upstream that takes 1 s -----------------------------------------
+
+
+@dataclass(frozen=True)
+class Scale:
+    concurrency: int
+    throughput: float  # requests per second
+    latency: Summary
+    errors: int
+    rss_per_request_kib: float
+
+
+def scaling(bench: Bench, levels: tuple[int, ...] = (1, 2, 4, 8, 16, 32), rounds: int = 2) -> list[Scale]:
+    emulator = bench.emulator(CLINVK_MAX_CONCURRENCY="64")
+    bench.fake.set_script(Script(chunks=["one ", "second"], chunk_delay=1.0))
+    rows = []
+    try:
+        idle = rss_kib(emulator.process.pid)
+        for level in levels:
+            peak = [idle]
+            stop = threading.Event()
+
+            def sample(peak: list[int] = peak, stop: threading.Event = stop) -> None:
+                while not stop.is_set():
+                    peak[0] = max(peak[0], rss_kib(emulator.process.pid))
+                    time.sleep(0.02)
+
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            start = time.perf_counter()
+            latencies, errors = asyncio.run(_concurrent(emulator.url, level, rounds))
+            wall = time.perf_counter() - start
+            stop.set()
+            sampler.join()
+            rows.append(Scale(level, level * rounds / wall, summarize(latencies), errors, (peak[0] - idle) / level))
+    finally:
+        bench.fake.reset()
+        emulator.stop()
+    return rows
+
+
+async def _concurrent(url: str, level: int, rounds: int) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=httpx.Limits(max_connections=level)) as client:
+
+        async def one() -> None:
+            nonlocal errors
+            body = {"model": "codex", "messages": [{"role": "user", "content": PROMPT}], "stream": True}
+            start = time.perf_counter()
+            async with client.stream("POST", "/chat/completions", json=body) as response:
+                lines = [line async for line in response.aiter_lines()]
+            if response.status_code != 200 or "data: [DONE]" not in lines:
+                errors += 1
+            latencies.append(time.perf_counter() - start)
+
+        for _ in range(rounds):
+            await asyncio.gather(*(one() for _ in range(level)))
+    return latencies, errors
+
+
+# --- start-up cuts, each measured both ways in the same run ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cut:
+    name: str
+    backend: BackendName
+    before: Summary  # without the cut
+    after: Summary  # with it (what clinvk runs)
+    note: str = ""
+
+
+def _launcher(invocation: Invocation, env: dict[str, str]) -> tuple[Invocation, dict[str, str]]:
+    launcher = PROJECT_ROOT / "node_modules" / ".bin" / "codex"
+    return replace(invocation, argv=(str(launcher), *invocation.argv[1:])), env
+
+
+CUTS: list[tuple[str, BackendName, Tweak]] = [
+    ("codex: exec the native binary, not the Node launcher", "codex", _launcher),
+    ("gemini: GEMINI_CLI_NO_RELAUNCH=true (no self re-spawn)", "gemini",
+     lambda inv, env: (inv, {k: v for k, v in env.items() if k != "GEMINI_CLI_NO_RELAUNCH"})),
+    ("gemini: always -m (no router call)", "gemini", lambda inv, env: (without(inv, "-m", values=1), env)),
+    ('claude: --tools "" in chat mode', "claude", lambda inv, env: (without(inv, "--tools", values=1), env)),
+]  # fmt: skip
+
+
+def startup_cuts(bench: Bench, runs: int) -> list[Cut]:
+    rows = []
+    for name, backend, tweak in CUTS:
+        before: list[float] = []
+        after: list[float] = []
+        sizes: dict[str, int] = {}
+        for i in range(WARMUP + runs):
+            for label, run_tweak in (("before", tweak), ("after", None)):
+                bench.fake.clear()
+                seconds = bench.bare(backend, PROMPT, run_tweak).answer_at
+                sizes[label] = sum(len(r.text()) for r in bench.fake.requests)
+                if i >= WARMUP:
+                    (before if label == "before" else after).append(seconds)
+        note = f"upstream bytes per turn: {sizes['before']} -> {sizes['after']}"
+        rows.append(Cut(name, backend, summarize(before), summarize(after), note))
+    return rows
