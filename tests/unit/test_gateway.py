@@ -84,8 +84,9 @@ def test_configured_upstream_replaces_the_login(fake_clis: FakeClis, tmp_path: P
     env = fake_clis.env("claude")
     assert env["ANTHROPIC_API_KEY"] == "sk-configured"
     assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:9"
-    assert env["HOME"] == str(tmp_path / "state" / "claude" / "home")
-    assert Path(env["HOME"]).is_dir()  # prepared at cold start
+    # The run's own home, removed with the run.
+    assert Path(env["HOME"]).parent == tmp_path / "state" / "runs"
+    assert not Path(env["HOME"]).exists()
     assert not any("CANARY" in value for value in env.values())
 
 
