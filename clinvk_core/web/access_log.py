@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any
@@ -15,6 +16,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("clinvk.access")
 REQUEST_ID_HEADER = b"x-request-id"
+# A client's own request id is kept only when it looks like one: it goes into every log line and back out.
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_FIELD_CHARS = 200  # client-chosen strings (the model name) are cut: one line stays one short line
 
 
 class RequestLog:
@@ -47,7 +51,9 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = headers.get(REQUEST_ID_HEADER, b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        request_id = headers.get(REQUEST_ID_HEADER, b"").decode("latin-1")
+        if not _REQUEST_ID.fullmatch(request_id):
+            request_id = uuid.uuid4().hex
         record = RequestLog(request_id)
         scope.setdefault("state", {})["request_log"] = record
         status = 0
@@ -75,6 +81,12 @@ class AccessLog:
                 "status": status or 499,  # no response started: the client went away first
                 "duration_ms": record.elapsed_ms(),
                 "first_byte_ms": first_byte,
-                **record.fields,
+                **{key: _clip(value) for key, value in record.fields.items()},
             }
             log.info(json.dumps(line, separators=(",", ":")))
+
+
+def _clip(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+        return value[:MAX_FIELD_CHARS] + "..."
+    return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -17,21 +18,31 @@ from clinvk_core.openai.errors import error_response
 
 HASH_PREFIX = "sha256:"
 OPEN_PATHS = frozenset({"/health"})
+_HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode("utf-8")).digest()
 
 
+def _configured_digest(key: str) -> bytes:
+    """The digest a configured key stands for.
+
+    A malformed hash stops the start instead of quietly becoming a key nobody has (or, read as a
+    clear key, a password equal to the hash that may sit in a config file).
+    """
+    if key[: len(HASH_PREFIX)].lower() != HASH_PREFIX:
+        return _digest(key)
+    if not _HEX_DIGEST.fullmatch(digest := key[len(HASH_PREFIX) :]):
+        raise ValueError("API keys: 'sha256:' must be followed by the 64 hex digits of the key's SHA-256 digest")
+    return bytes.fromhex(digest)
+
+
 class KeyRing:
     """The accepted keys, as digests."""
 
     def __init__(self, keys: Iterable[str]) -> None:
-        self._digests = [
-            bytes.fromhex(key[len(HASH_PREFIX) :]) if key.startswith(HASH_PREFIX) else _digest(key)
-            for key in keys
-            if key
-        ]
+        self._digests = [_configured_digest(key) for key in keys if key]
 
     def __bool__(self) -> bool:
         return bool(self._digests)
