@@ -263,6 +263,7 @@ def test_functions_are_sized_for_what_they_run(cloudformation: dict[str, Any], t
         assert props["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
         log_group = cloudformation["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
         assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
+        assert not log_group["Properties"]["LogGroupName"]["Fn::Sub"].lstrip("/").startswith("aws/")  # reserved
         if "chat_completions" in json.dumps(props["ImageConfig"]):
             assert props["Timeout"] == 900
             assert defaults["ChatMemorySize"]["Default"] >= 1024  # a CLI peaks at 150-260 MB, plus Python
