@@ -6,9 +6,7 @@ A bare run uses exactly the argv, environment, working directory and stdin the g
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,56 +17,16 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
-import httpx
-
 from clinvk_core.backends import BACKENDS, Invocation
 from clinvk_core.config import BackendName, Settings
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
+from clinvk_core.testing.emulator import Emulator, emulator_env
 from clinvk_core.testing.fake_upstream import FakeUpstream
 
 CLINVK_LOCAL = Path(sys.executable).parent / "clinvk-local"
 Tweak = Callable[[Invocation, dict[str, str]], tuple[Invocation, dict[str, str]]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def outside_env(home: Path) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("CLINVK_")} | {"HOME": str(home)}
-
-
-class Emulator:
-    """``clinvk-local`` in a subprocess, as a user runs it."""
-
-    def __init__(self, home: Path, settings: dict[str, str]) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/openai/v1"
-        self._log = (home / "clinvk-local.log").open("wb")
-        self.process = subprocess.Popen(
-            [str(CLINVK_LOCAL), "--port", str(self.port)],
-            env=outside_env(home) | settings,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("clinvk-local did not start")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
 
 
 @dataclass(frozen=True)
@@ -90,16 +48,16 @@ class Bench:
         return fake_upstream_settings(self.fake.url) | {"CLINVK_STATE_DIR": str(self.root / "state")}
 
     def emulator(self, **extra: str) -> Emulator:
-        return Emulator(Path(tempfile.mkdtemp(dir=self.root)), self.settings | extra)
+        return Emulator(self.emulator_env() | extra)
 
     def emulator_env(self) -> dict[str, str]:
-        """The environment an emulator gets: for processes that import the handlers themselves."""
-        return outside_env(Path(tempfile.mkdtemp(dir=self.root))) | self.settings
+        """The environment an emulator gets (also for processes that import the handlers themselves)."""
+        return emulator_env(Path(tempfile.mkdtemp(dir=self.root)), self.settings)
 
     @cached_property
     def gateway(self) -> Gateway:
         fields = {name.removeprefix("CLINVK_").lower(): value for name, value in self.settings.items()}
-        return Gateway(Settings.model_validate(fields), environ=outside_env(self.root))
+        return Gateway(Settings.model_validate(fields), environ=emulator_env(self.root, {}))
 
     def bare(self, backend: BackendName, prompt: str, tweak: Tweak | None = None) -> BareRun:
         """The CLI run the gateway would start for ``backend``, run by hand (``tweak``: an A/B cut)."""

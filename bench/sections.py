@@ -63,7 +63,7 @@ def overhead(bench: Bench, runs: int) -> list[Overhead]:
     emulator = bench.emulator()
     rows = []
     try:
-        with httpx.Client(base_url=emulator.url, timeout=120) as client:
+        with httpx.Client(base_url=emulator.base_url, timeout=120) as client:
             for backend in BACKENDS:
                 for stream in (False, True):
                     bare, gateway = [], []
@@ -106,7 +106,7 @@ def relay(bench: Bench, runs: int, deltas: int = 20) -> Summary:
     emulator = bench.emulator(CLINVK_BIN_DIR=str(bin_dir), CLINVK_BACKENDS="claude")
     delays: list[float] = []
     try:
-        with httpx.Client(base_url=emulator.url, timeout=60) as client:
+        with httpx.Client(base_url=emulator.base_url, timeout=60) as client:
             for i in range(WARMUP + runs):
                 body = {"model": "claude", "messages": [{"role": "user", "content": "x"}], "stream": True}
                 with client.stream("POST", "/chat/completions", json=body) as response:
@@ -200,7 +200,7 @@ def scaling(bench: Bench, levels: tuple[int, ...] = (1, 2, 4, 8, 16, 32), rounds
             sampler = threading.Thread(target=sample)
             sampler.start()
             start = time.perf_counter()
-            latencies, errors = asyncio.run(_concurrent(emulator.url, level, rounds))
+            latencies, errors = asyncio.run(_concurrent(emulator.base_url, level, rounds))
             wall = time.perf_counter() - start
             stop.set()
             sampler.join()
