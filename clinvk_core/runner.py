@@ -141,6 +141,7 @@ async def spawn(
     ``deadline`` is in event-loop time (``loop.time()``).
     """
     for path, content in invocation.files.items():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(content)

@@ -19,9 +19,9 @@ from clinvk_core.backends.base import (
 from clinvk_core.config import ToolMode
 from clinvk_core.events import Completed, Event, Failed, SessionStarted, TextDelta, TokenUsage
 
-# With an upstream: the isolated home's user settings. Without: a system settings file laid over the
-# user's own login (gemini ignores it under a world-writable ancestor such as /tmp).
-HOME_SETTINGS = "home/.gemini/settings.json"
+# Without an upstream, a system settings file laid over the user's own login (gemini ignores it under a
+# world-writable ancestor such as /tmp). With one, the settings of a fresh home per run: gemini records
+# every conversation under its home, which must not outlive the request.
 SYSTEM_SETTINGS = "settings.json"
 _APPROVAL: dict[ToolMode, str] = {"chat": "default", "read-only": "plan", "agent": "yolo"}
 _CODE = re.compile(r'"code"\s*:\s*(\d{3})')
@@ -35,24 +35,9 @@ class Gemini(Backend):
     passthrough_env = ("GEMINI_API_KEY", "GOOGLE_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_CLI_HOME")
 
     def state_files(self, settings: BackendSettings) -> dict[str, str]:
-        content: dict[str, Any] = {
-            "privacy": {"usageStatisticsEnabled": False},
-            "telemetry": {"enabled": False},
-            "general": {
-                "enableAutoUpdate": False,
-                "enableAutoUpdateNotification": False,
-                "maxAttempts": settings.max_retries + 1,
-            },
-        }
-        # The commands a tool runs get no variable named like a secret (the upstream key among them).
-        content["security"] = {"environmentVariableRedaction": {"enabled": True}}
-        if settings.tool_mode == "chat":
-            content["tools"] = {"core": []}  # an empty allowlist registers no tool at all
         if settings.upstream.configured:
-            # With a base URL the CLI refuses to start unless the auth type is chosen here.
-            content["security"]["auth"] = {"selectedType": "gemini-api-key"}
-            return {HOME_SETTINGS: json.dumps(content, indent=2)}
-        return {SYSTEM_SETTINGS: json.dumps(content, indent=2)}
+            return {}
+        return {SYSTEM_SETTINGS: json.dumps(_settings(settings), indent=2)}
 
     def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
         # Always -m: without it gemini makes an extra "router" model call per request.
@@ -76,8 +61,8 @@ class Gemini(Backend):
         if not upstream.configured:
             env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(paths.state / SYSTEM_SETTINGS)
         else:
-            # The CLI's files (settings, chats) under GEMINI_CLI_HOME; a tool's ~ is the run's own.
-            env |= {"HOME": str(paths.run_home), "GEMINI_CLI_HOME": str(paths.home)}
+            env |= {"HOME": str(paths.run_home), "GEMINI_CLI_HOME": str(paths.run_home)}
+            files[paths.run_home / ".gemini" / "settings.json"] = json.dumps(_settings(settings))
             if upstream.base_url:
                 env["GOOGLE_GEMINI_BASE_URL"] = upstream.base_url
             if upstream.api_key:
@@ -96,6 +81,26 @@ class Gemini(Backend):
         if kind == "result":
             return [_result(obj, model)]
         return []
+
+
+def _settings(settings: BackendSettings) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "privacy": {"usageStatisticsEnabled": False},
+        "telemetry": {"enabled": False},
+        "general": {
+            "enableAutoUpdate": False,
+            "enableAutoUpdateNotification": False,
+            "maxAttempts": settings.max_retries + 1,
+        },
+        # The commands a tool runs get no variable named like a secret (the upstream key among them).
+        "security": {"environmentVariableRedaction": {"enabled": True}},
+    }
+    if settings.tool_mode == "chat":
+        content["tools"] = {"core": []}  # an empty allowlist registers no tool at all
+    if settings.upstream.configured:
+        # With a base URL the CLI refuses to start unless the auth type is chosen here.
+        content["security"]["auth"] = {"selectedType": "gemini-api-key"}
+    return content
 
 
 def _result(obj: dict[str, Any], model: str | None) -> Event:

@@ -68,5 +68,6 @@ def _text(message: ChatMessage, index: int) -> str:
 
 
 def _valid_unicode(text: str) -> str:
-    """Lone surrogates (legal in JSON escapes, not in UTF-8) become U+FFFD instead of crashing a write."""
-    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    """Text any CLI can take: lone surrogates (legal in JSON escapes, not in UTF-8) and NUL (which no argv
+    string can hold) become U+FFFD instead of crashing a write."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").replace("\x00", "\ufffd")

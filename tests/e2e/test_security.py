@@ -481,21 +481,7 @@ def test_fifty_requests_leave_no_workspace_process_or_state_behind(fake: FakeUps
     assert leaked(logs) == []
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "claude",
-        "codex",
-        pytest.param(
-            "gemini",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="gemini records every chat under GEMINI_CLI_HOME, shared by all runs; a home per run "
-                "needs the runner to create the parent dirs of Invocation.files (docs/security.md)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_no_conversation_stays_on_disk(backend: str, chat_gateway: Gateway, fake: FakeUpstream) -> None:
     prompt = canary(f"{backend}-prompt")
     fake.set_script(Script(text=canary(f"{backend}-answer")))

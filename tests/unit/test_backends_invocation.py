@@ -14,7 +14,7 @@ import pytest
 from clinvk_core.backends import BACKENDS, Backend, BackendSettings, Invocation, RunPaths, RunRequest
 from clinvk_core.backends.claude import Claude
 from clinvk_core.backends.codex import KEY_ENV, Codex, toml_string
-from clinvk_core.backends.gemini import HOME_SETTINGS, SYSTEM_SETTINGS, Gemini
+from clinvk_core.backends.gemini import SYSTEM_SETTINGS, Gemini
 from clinvk_core.config import ToolMode, Upstream
 
 BINARY = Path("/opt/clis/bin/the-cli")
@@ -333,20 +333,18 @@ def test_gemini_without_upstream_lays_system_settings_over_the_login(run_paths: 
     assert content["general"]["maxAttempts"] == settings.max_retries + 1
 
 
-def test_gemini_with_upstream_uses_an_isolated_home(run_paths: RunPaths) -> None:
+def test_gemini_with_upstream_gets_a_fresh_home_per_run(run_paths: RunPaths) -> None:
     settings = BackendSettings(upstream=UPSTREAM, max_retries=0)
     invocation = Gemini().invocation(BINARY, RunRequest(PROMPT, SYSTEM, "gemini-2.5-pro"), run_paths, settings)
-    files = Gemini().state_files(settings)
-    assert set(files) == {HOME_SETTINGS}
+    assert Gemini().state_files(settings) == {}  # nothing shared between runs
     env = invocation.env
     assert env["GEMINI_API_KEY"] == UPSTREAM.api_key
     assert env["GOOGLE_GEMINI_BASE_URL"] == UPSTREAM.base_url
-    assert env["GEMINI_CLI_HOME"] == str(run_paths.home)
-    assert env["HOME"] == str(run_paths.run_home)  # a tool's ~ is the run's own
+    # gemini records every conversation under its home: the run's own, removed with it.
+    assert env["GEMINI_CLI_HOME"] == env["HOME"] == str(run_paths.run_home)
     assert "GEMINI_CLI_SYSTEM_SETTINGS_PATH" not in env
-    # The state file lands exactly where the CLI looks for it under that home.
-    assert run_paths.state / HOME_SETTINGS == Path(env["GEMINI_CLI_HOME"]) / ".gemini" / "settings.json"
-    content = json.loads(files[HOME_SETTINGS])
+    settings_file = run_paths.run_home / ".gemini" / "settings.json"  # where the CLI looks under that home
+    content = json.loads(invocation.files[settings_file])
     assert content["security"] == {
         "auth": {"selectedType": "gemini-api-key"},
         "environmentVariableRedaction": {"enabled": True},
@@ -358,8 +356,11 @@ def test_gemini_with_upstream_uses_an_isolated_home(run_paths: RunPaths) -> None
 @pytest.mark.parametrize(("tool_mode", "approval"), [("read-only", "plan"), ("agent", "yolo")])
 def test_gemini_other_modes_keep_tools(tool_mode: ToolMode, approval: str, run_paths: RunPaths) -> None:
     assert value_after(build(Gemini(), run_paths, tool_mode=tool_mode).argv, "--approval-mode") == approval
-    for settings in (BackendSettings(tool_mode=tool_mode), BackendSettings(UPSTREAM, tool_mode)):
-        [content] = Gemini().state_files(settings).values()
+    with_upstream = Gemini().invocation(BINARY, RunRequest(PROMPT), run_paths, BackendSettings(UPSTREAM, tool_mode))
+    for content in (
+        *Gemini().state_files(BackendSettings(tool_mode=tool_mode)).values(),
+        with_upstream.files[run_paths.run_home / ".gemini" / "settings.json"],
+    ):
         assert "tools" not in json.loads(content)
         # Commands run by a tool get no variable named like a secret, so not the upstream key either.
         assert json.loads(content)["security"]["environmentVariableRedaction"] == {"enabled": True}
