@@ -47,7 +47,10 @@ class Gateway:
         self._in_flight = 0
         for name, backend in BACKENDS.items():
             if name not in settings.backends:
-                self._unavailable[name] = f"The {name} backend is disabled (CLINVK_BACKENDS)."
+                self._unavailable[name] = (
+                    f"The {name} backend is disabled on this instance (CLINVK_BACKENDS, or no credentials for it "
+                    "in the secret)."
+                )
             elif (binary := self._locate(backend)) is None:
                 self._unavailable[name] = f"The {backend.executable} CLI is not installed (run `npm ci`)."
             else:

@@ -7,9 +7,11 @@ from clinvk_core.gateway import get_gateway
 from clinvk_core.openai.chat import chat_completion
 from clinvk_core.openai.schema import ChatCompletionRequest
 from clinvk_core.web import create_app
+from clinvk_core.web.health import health_router
 
 gateway = get_gateway()  # cold start: find the CLIs, prepare their state once
 app = create_app("clinvk chat completions")
+app.include_router(health_router(gateway))  # the Web Adapter's readiness check
 
 
 @app.post("/openai/v1/chat/completions")

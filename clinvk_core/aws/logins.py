@@ -3,12 +3,11 @@
 A login is used only when the backend has no upstream base URL or key, so the CLI runs with its
 normal home: the one the gateway's environment gives it (``HOME``, or the CLI's own variable such as
 ``CODEX_HOME``). Where that is, is asked of the real child-environment builder, so this module never
-guesses the gateway's layout; only each CLI's own file naming lives here.
+guesses the gateway's layout; each CLI's own file naming is its backend's (``Backend.login_files``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,8 +19,6 @@ from clinvk_core.config import BackendName, Settings
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-# gemini refuses to run non-interactively until an auth type is chosen; this one means "use oauth_creds.json".
-GEMINI_OAUTH_SETTINGS = {"security": {"auth": {"selectedType": "oauth-personal"}}}
 
 
 def cli_environment(name: BackendName, settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
@@ -37,17 +34,7 @@ def cli_environment(name: BackendName, settings: Settings, environ: Mapping[str,
 
 def login_files(name: BackendName, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
     """The files that make up ``login`` for CLI ``name``, at the paths that CLI reads given ``env``."""
-    home = Path(env.get("HOME") or Path.home())
-    content = json.dumps(login, indent=2)
-    if name == "claude":
-        return {Path(env.get("CLAUDE_CONFIG_DIR") or home / ".claude") / ".credentials.json": content}
-    if name == "codex":
-        return {Path(env.get("CODEX_HOME") or home / ".codex") / "auth.json": content}
-    gemini_dir = Path(env.get("GEMINI_CLI_HOME") or home) / ".gemini"
-    return {
-        gemini_dir / "oauth_creds.json": content,
-        gemini_dir / "settings.json": json.dumps(GEMINI_OAUTH_SETTINGS, indent=2),
-    }
+    return BACKENDS[name].login_files(env, login)
 
 
 def write_if_absent(path: Path, content: str) -> bool:

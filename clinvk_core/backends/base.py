@@ -88,6 +88,10 @@ class Backend(ABC):
         """Paths to try, best first, given the launcher found in the bin dir or on PATH."""
         return [launcher]
 
+    @abstractmethod
+    def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
+        """The files of a subscription ``login`` (JSON), where the CLI reads them under ``env``."""
+
     def state_files(self, settings: BackendSettings) -> dict[str, str]:
         """Files written once, at cold start, under the backend's state dir."""
         return {}

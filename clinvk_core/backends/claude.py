@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +78,10 @@ class Claude(Backend):
             if upstream.api_key:
                 env["ANTHROPIC_API_KEY"] = upstream.api_key
         return Invocation(argv=tuple(argv), env=env, stdin=request.prompt)
+
+    def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
+        config = Path(env.get("CLAUDE_CONFIG_DIR") or Path(env.get("HOME") or Path.home()) / ".claude")
+        return {config / ".credentials.json": json.dumps(login, indent=2)}
 
     def parse_line(self, line: str, model: str | None) -> list[Event]:
         obj = json_object(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,10 @@ class Codex(Backend):
             env[KEY_ENV] = upstream.api_key or ""
         argv.append("-")  # the prompt comes on stdin
         return Invocation(argv=tuple(argv), env=env, stdin=request.prompt)
+
+    def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
+        codex_home = Path(env.get("CODEX_HOME") or Path(env.get("HOME") or Path.home()) / ".codex")
+        return {codex_home / "auth.json": json.dumps(login, indent=2)}
 
     def parse_line(self, line: str, model: str | None) -> list[Event]:
         obj = json_object(line)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,14 @@ class Gemini(Backend):
             if upstream.api_key:
                 env["GEMINI_API_KEY"] = upstream.api_key
         return Invocation(argv=tuple(argv), env=env, stdin=request.prompt, files=files)
+
+    def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
+        gemini_dir = Path(env.get("GEMINI_CLI_HOME") or env.get("HOME") or Path.home()) / ".gemini"
+        return {
+            gemini_dir / "oauth_creds.json": json.dumps(login, indent=2),
+            # Non-interactive gemini refuses to run until an auth type is chosen; this one reads oauth_creds.json.
+            gemini_dir / "settings.json": json.dumps({"security": {"auth": {"selectedType": "oauth-personal"}}}),
+        }
 
     def parse_line(self, line: str, model: str | None) -> list[Event]:
         obj = json_object(line)

@@ -46,13 +46,22 @@ class Gateway:
 
 
 @pytest.fixture(scope="module")
-def tight(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    """Short deadline, frequent keep-alives, two CLIs in flight at most."""
+def roomy(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """Time enough for any CLI on a busy machine, frequent keep-alives, two CLIs in flight at most."""
     settings = fake_upstream_settings(fake.url) | {
-        "CLINVK_TIMEOUT_SECONDS": "4",
+        "CLINVK_TIMEOUT_SECONDS": "60",
         "CLINVK_KEEPALIVE_SECONDS": "0.5",
         "CLINVK_MAX_CONCURRENCY": "2",
     }
+    gateway = Gateway(tmp_path_factory.mktemp("roomy-home"), settings)
+    yield gateway
+    gateway.emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def tight(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A 4 s deadline, for the tests of what happens at it."""
+    settings = fake_upstream_settings(fake.url) | {"CLINVK_TIMEOUT_SECONDS": "4", "CLINVK_KEEPALIVE_SECONDS": "0.5"}
     gateway = Gateway(tmp_path_factory.mktemp("tight-home"), settings)
     yield gateway
     gateway.emulator.stop()
@@ -86,19 +95,19 @@ UPSTREAM_TEXT = {
 
 @pytest.mark.parametrize(("backend", "status"), sorted(UPSTREAM_TEXT))
 def test_upstream_error_is_a_502_with_the_clis_message(
-    backend: str, status: int, tight: Gateway, fake: FakeUpstream
+    backend: str, status: int, roomy: Gateway, fake: FakeUpstream
 ) -> None:
     fake.set_script(Script(status=status))
-    error = error_of(tight.chat(model=backend), 502)
+    error = error_of(roomy.chat(model=backend), 502)
     assert error["type"] == "upstream_error"
     assert UPSTREAM_TEXT[(backend, status)] in str(error["message"])
-    assert wait_until(tight.clean, 3)
+    assert wait_until(roomy.clean, 3)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_upstream_429_is_a_429_with_retry_after(backend: str, tight: Gateway, fake: FakeUpstream) -> None:
+def test_upstream_429_is_a_429_with_retry_after(backend: str, roomy: Gateway, fake: FakeUpstream) -> None:
     fake.set_script(Script(status=429))
-    response = tight.chat(model=backend)
+    response = roomy.chat(model=backend)
     error = error_of(response, 429)
     assert error["type"] == "rate_limit_error"
     # gemini reports the upstream's delay; claude and codex do not, and a default stands in.
@@ -107,16 +116,16 @@ def test_upstream_429_is_a_429_with_retry_after(backend: str, tight: Gateway, fa
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_failure_after_the_headers_is_one_error_event(backend: str, tight: Gateway, fake: FakeUpstream) -> None:
+def test_failure_after_the_headers_is_one_error_event(backend: str, roomy: Gateway, fake: FakeUpstream) -> None:
     fake.set_script(Script(status=500))
-    response = tight.chat(model=backend, stream=True)
+    response = roomy.chat(model=backend, stream=True)
     assert response.status_code == 200
     events = [e for e in response.text.split("\n\n") if e.startswith("data: ")]
     assert json.loads(events[0][6:])["choices"][0]["delta"]["role"] == "assistant"
     error = json.loads(events[-1][6:])["error"]
     assert error["type"] == "upstream_error"
     assert len(events) == 2  # role chunk, error; no [DONE]
-    client = openai.OpenAI(base_url=tight.url, api_key="x", max_retries=0)
+    client = openai.OpenAI(base_url=roomy.url, api_key="x", max_retries=0)
     with pytest.raises(openai.APIError):
         list(client.chat.completions.create(model=backend, messages=USER, stream=True))  # type: ignore[arg-type]
 
@@ -144,9 +153,9 @@ def test_stalled_stream_gets_keepalives_then_a_timeout_event(tight: Gateway, fak
     assert wait_until(tight.clean, 3)
 
 
-def test_keepalives_while_the_cli_is_silent_between_chunks(tight: Gateway, fake: FakeUpstream) -> None:
+def test_keepalives_while_the_cli_is_silent_between_chunks(roomy: Gateway, fake: FakeUpstream) -> None:
     fake.set_script(Script(chunks=["slow ", "answer"], chunk_delay=1.5))
-    response = tight.chat(model="gemini", stream=True)
+    response = roomy.chat(model="gemini", stream=True)
     events = response.text.split("\n\n")
     assert ": keep-alive" in events
     assert events[-2] == "data: [DONE]"
@@ -156,35 +165,35 @@ def test_keepalives_while_the_cli_is_silent_between_chunks(tight: Gateway, fake:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_stream_disconnect_kills_the_cli_at_once(backend: str, tight: Gateway, fake: FakeUpstream) -> None:
+def test_stream_disconnect_kills_the_cli_at_once(backend: str, roomy: Gateway, fake: FakeUpstream) -> None:
     fake.set_script(Script(hang=True))
     with httpx.stream(
-        "POST", f"{tight.url}/chat/completions", json={"model": backend, "messages": USER, "stream": True}
+        "POST", f"{roomy.url}/chat/completions", json={"model": backend, "messages": USER, "stream": True}
     ) as response:
         lines = response.iter_lines()  # kept: a dropped iterator closes the connection
         next(lines)  # the role chunk: the CLI runs
-        assert wait_until(lambda: bool(descendants(tight.pid)), 5)
+        assert wait_until(lambda: bool(descendants(roomy.pid)), 5)
     closed = time.monotonic()
-    assert wait_until(tight.clean, 3)
+    assert wait_until(roomy.clean, 3)
     assert time.monotonic() - closed < 1.0
 
 
-def test_buffered_request_disconnect_kills_the_cli(tight: Gateway, fake: FakeUpstream) -> None:
+def test_buffered_request_disconnect_kills_the_cli(roomy: Gateway, fake: FakeUpstream) -> None:
     fake.set_script(Script(hang=True))
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(f"{tight.url}/chat/completions", json={"model": "codex", "messages": USER}, timeout=1.5)
+        httpx.post(f"{roomy.url}/chat/completions", json={"model": "codex", "messages": USER}, timeout=1.5)
     closed = time.monotonic()
-    assert wait_until(tight.clean, 3)
+    assert wait_until(roomy.clean, 3)
     assert time.monotonic() - closed < 1.0
 
 
-def test_over_the_in_flight_limit_is_an_immediate_429(tight: Gateway, fake: FakeUpstream) -> None:
+def test_over_the_in_flight_limit_is_an_immediate_429(roomy: Gateway, fake: FakeUpstream) -> None:
     fake.set_script(Script(hang=True))
     release = threading.Event()
 
     def occupy() -> None:
         with httpx.stream(
-            "POST", f"{tight.url}/chat/completions", json={"model": "codex", "messages": USER, "stream": True}
+            "POST", f"{roomy.url}/chat/completions", json={"model": "codex", "messages": USER, "stream": True}
         ) as r:
             lines = r.iter_lines()
             next(lines)
@@ -193,16 +202,16 @@ def test_over_the_in_flight_limit_is_an_immediate_429(tight: Gateway, fake: Fake
     holders = [threading.Thread(target=occupy) for _ in range(2)]
     for holder in holders:
         holder.start()
-    assert wait_until(lambda: len(run_dirs(tight.home)) == 2, 5)
+    assert wait_until(lambda: len(run_dirs(roomy.home)) == 2, 5)
     start = time.monotonic()
-    response = tight.chat(model="claude")
+    response = roomy.chat(model="claude")
     assert time.monotonic() - start < 1
     assert error_of(response, 429)["type"] == "rate_limit_error"
     assert int(response.headers["retry-after"]) >= 1
     release.set()
     for holder in holders:
         holder.join()
-    assert wait_until(tight.clean, 3)
+    assert wait_until(roomy.clean, 3)
 
 
 # --- missing, disabled and crashing CLIs ------------------------------------------------------------------

@@ -556,3 +556,10 @@ def test_stream_is_not_delayed_by_a_cli_that_lingers_and_the_cli_is_gone_after(
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
+
+
+def test_chat_app_answers_the_web_adapters_readiness_check(handlers: Handlers) -> None:
+    with TestClient(handlers.chat) as client:
+        response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
