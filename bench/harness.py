@@ -22,6 +22,7 @@ from clinvk_core.config import BackendName, Settings
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
+from clinvk_core.runner import write_files
 from clinvk_core.testing.emulator import Emulator, emulator_env
 from clinvk_core.testing.fake_upstream import FakeUpstream
 
@@ -82,8 +83,7 @@ def without(invocation: Invocation, *flags: str, values: int = 0) -> Invocation:
 
 
 def run_bare(invocation: Invocation, env: dict[str, str], cwd: Path, parse: Callable[[str], list[Event]]) -> BareRun:
-    for path, content in invocation.files.items():
-        path.write_text(content, encoding="utf-8")
+    write_files(invocation.files)
     start = time.perf_counter()
     process = subprocess.Popen(
         invocation.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -20,7 +20,7 @@ from clinvk_core.config import BACKEND_NAMES, PROJECT_ROOT, BackendName, Setting
 from clinvk_core.errors import BackendUnavailable, RateLimited, Timeout, UpstreamFailed
 from clinvk_core.events import Completed, Event, Failed
 from clinvk_core.routing import Route, resolve
-from clinvk_core.runner import CliProcess, DeadlineExceeded, SpawnFailed, spawn, workspace
+from clinvk_core.runner import CliProcess, DeadlineExceeded, SpawnFailed, spawn, workspace, write_files
 
 MESSAGE_LIMIT = 1000  # characters of CLI error text passed on to the client
 DEFAULT_RETRY_AFTER_SECONDS = 5  # for an upstream 429 whose delay the CLI does not report
@@ -162,11 +162,8 @@ class Gateway:
     def _prepare_state(self, backend: Backend) -> None:
         state = self._state(backend)
         (state / "home").mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name, content in backend.state_files(self._backend_settings[backend.name]).items():
-            (state / name).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(state / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(content)
+        files = backend.state_files(self._backend_settings[backend.name])
+        write_files({state / name: content for name, content in files.items()})
 
 
 def _exit_message(name: str, code: int, stderr: str) -> str:

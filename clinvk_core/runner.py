@@ -132,6 +132,15 @@ class CliProcess:
             del self._stderr[:-STDERR_TAIL_BYTES]
 
 
+def write_files(files: Mapping[Path, str]) -> None:
+    """An invocation's files, private (0600, new directories 0700)."""
+    for path, content in files.items():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(content)
+
+
 @contextlib.asynccontextmanager
 async def spawn(
     invocation: Invocation, *, cwd: Path, env: Mapping[str, str], deadline: float
@@ -140,11 +149,7 @@ async def spawn(
 
     ``deadline`` is in event-loop time (``loop.time()``).
     """
-    for path, content in invocation.files.items():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(content)
+    write_files(invocation.files)
     try:
         proc = await asyncio.create_subprocess_exec(
             *invocation.argv,
