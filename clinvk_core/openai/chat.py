@@ -9,15 +9,18 @@ from contextlib import asynccontextmanager
 
 from fastapi import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from clinvk_core.errors import GatewayError, InvalidRequest, UpstreamFailed
 from clinvk_core.events import Completed, Event, SessionStarted, TextDelta
 from clinvk_core.gateway import Gateway
+from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.prompt import build_conversation
 from clinvk_core.openai.render import ResponseMeta, completion
+from clinvk_core.openai.run_response import RunResponse
 from clinvk_core.openai.schema import ChatCompletion, ChatCompletionRequest
-from clinvk_core.openai.stream import ChatCompletionStream, OpenRun
-from clinvk_core.web import cancel_on_disconnect, request_deadline
+from clinvk_core.openai.stream import ChatCompletionStream
+from clinvk_core.web import request_deadline
 from clinvk_core.web.access_log import RequestLog, request_log
 
 # Claude and codex take the system prompt as one argv string, which Linux caps at 128 KiB.
@@ -52,25 +55,27 @@ async def chat_completion(body: ChatCompletionRequest, request: Request, gateway
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return ChatCompletionStream(open_run, meta, include_usage, gateway.settings.keepalive_seconds)
-    result = await cancel_on_disconnect(request.receive, lambda: _complete(open_run, meta))
-    if result is None:  # the client left; nobody reads this
-        return Response(status_code=499)
-    return JSONResponse(result.model_dump())
+    return ChatCompletionJSON(open_run, meta)
 
 
-async def _complete(open_run: OpenRun, meta: ResponseMeta) -> ChatCompletion:
-    parts: list[str] = []
-    completed: Completed | None = None
-    async with open_run() as events:
+class ChatCompletionJSON(RunResponse):
+    """The buffered answer: one ``chat.completion`` object once the CLI ends its turn."""
+
+    async def answer(self, events: AsyncIterator[Event], scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response: Response = JSONResponse((await self._collect(events)).model_dump())
+        except GatewayError as error:
+            response = error_response(error)
+        await response(scope, receive, send)
+
+    async def _collect(self, events: AsyncIterator[Event]) -> ChatCompletion:
+        parts: list[str] = []
         async for event in events:
             if isinstance(event, TextDelta):
                 parts.append(event.text)
             elif isinstance(event, Completed):
-                completed = event
-                break  # answer now; the CLI's exit and clean-up need not delay it
-    if completed is None:  # the gateway raises before this; a guard for new backends
-        raise UpstreamFailed("The CLI ended without completing the turn.")
-    return completion(meta, "".join(parts), completed)
+                return completion(self._meta, "".join(parts), event)
+        raise UpstreamFailed("The CLI ended without completing the turn.")  # the gateway raises first
 
 
 async def _logged(events: AsyncIterator[Event], record: RequestLog) -> AsyncGenerator[Event, None]:

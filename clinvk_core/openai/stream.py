@@ -1,30 +1,23 @@
 """The SSE response for ``stream: true``: headers at once, chunks as the CLI produces them.
 
-Errors known before the CLI starts (unavailable backend, in-flight limit) still get
-their HTTP status; once the headers are out, a failure is one ``data: {"error":...}``
-event and the end of the stream. A client that goes away cancels everything, which
-kills the CLI's process group.
+Once the headers are out, a failure is one ``data: {"error":...}`` event and the end of the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
-from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from clinvk_core.errors import GatewayError, UpstreamFailed
 from clinvk_core.events import Completed, Event, TextDelta
-from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.render import DONE, KEEPALIVE, ResponseMeta, chunk, error_event, usage_chunk
-from clinvk_core.web import cancel_on_disconnect
+from clinvk_core.openai.run_response import OpenRun, RunResponse
 
 T = TypeVar("T")
-OpenRun = Callable[[], AbstractAsyncContextManager[AsyncIterator[Event]]]
 log = logging.getLogger("clinvk")
 
 SSE_HEADERS = [
@@ -34,36 +27,23 @@ SSE_HEADERS = [
 ]
 
 
-class ChatCompletionStream(Response):
-    """An ASGI response that owns the whole CLI run, so nothing outlives the request."""
-
+class ChatCompletionStream(RunResponse):
     def __init__(self, open_run: OpenRun, meta: ResponseMeta, include_usage: bool, keepalive: float) -> None:
-        super().__init__(status_code=200, media_type="text/event-stream")
-        self._open_run = open_run
-        self._meta = meta
+        super().__init__(open_run, meta)
         self._include_usage = include_usage
         self._keepalive = keepalive
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await cancel_on_disconnect(receive, lambda: self._respond(scope, receive, send))
-
-    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async with AsyncExitStack() as stack:
-            try:
-                events = await stack.enter_async_context(self._open_run())
-            except GatewayError as error:
-                await error_response(error)(scope, receive, send)
-                return
-            await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-            await _body(send, chunk(self._meta, {"role": "assistant", "content": ""}))
-            try:
-                await self._relay(events, send)
-            except GatewayError as error:
-                await _body(send, error_event(error))
-            except Exception as error:  # a bug must still end the stream cleanly, without a traceback
-                log.error("stream failed: %s", type(error).__name__)
-                await _body(send, error_event(GatewayError("Internal error in the gateway.")))
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+    async def answer(self, events: AsyncIterator[Event], scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await _body(send, chunk(self._meta, {"role": "assistant", "content": ""}))
+        try:
+            await self._relay(events, send)
+        except GatewayError as error:
+            await _body(send, error_event(error))
+        except Exception as error:  # a bug must still end the stream cleanly, without a traceback
+            log.error("stream failed: %s", type(error).__name__)
+            await _body(send, error_event(GatewayError("Internal error in the gateway.")))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _relay(self, events: AsyncIterator[Event], send: Send) -> None:
         async for event in with_keepalive(events, self._keepalive):
