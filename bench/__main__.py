@@ -10,13 +10,18 @@ from bench.stats import ms
 
 
 def main() -> None:
-    runs = int(os.environ.get("BENCH_RUNS", "15"))
+    runs = int(os.environ.get("BENCH_RUNS", "20"))
     with bench() as b:
         print(f"overhead ({runs} runs per cell)...", flush=True)
         overhead = sections.overhead(b, runs)
         for row in overhead:
             print(f"  {row.backend:6} {'stream' if row.stream else 'buffered':8} bare {ms(row.bare.median)} ms, "
                   f"gateway {ms(row.gateway.median)} ms, +{ms(row.added)} ms, x{row.ratio:.3f}")  # fmt: skip
+        print("overhead on a stand-in CLI (no CLI noise)...", flush=True)
+        floor = sections.floor(b, runs * 2)
+        for row in floor:
+            print(f"  {'stream' if row.stream else 'buffered':8} bare {ms(row.bare.median)} ms, "
+                  f"gateway {ms(row.gateway.median)} ms, +{ms(row.added)} ms")  # fmt: skip
         print("relay delay...", flush=True)
         relay = sections.relay(b, runs)
         print(f"  p50 {ms(relay.median)} ms, p90 {ms(relay.p90)} ms")
@@ -35,7 +40,7 @@ def main() -> None:
         cuts = sections.startup_cuts(b, runs)
         for cut in cuts:
             print(f"  {cut.name}: {ms(cut.before.median)} -> {ms(cut.after.median)} ms ({cut.note})")
-        page = report.write(overhead, relay, cold, scale, cuts, runs)
+        page = report.write(overhead, floor, relay, cold, scale, cuts, runs)
     print(f"wrote {page}")
 
 

@@ -99,10 +99,15 @@ out({{"type": "result", "subtype": "success", "is_error": False, "result": "",
 """
 
 
-def relay(bench: Bench, runs: int, deltas: int = 20) -> Summary:
+def _stand_in(bench: Bench, deltas: int) -> Path:
     bin_dir = Path(tempfile.mkdtemp(dir=bench.root))
     (bin_dir / "claude").write_text(STAND_IN.format(python=sys.executable, deltas=deltas), encoding="utf-8")
     (bin_dir / "claude").chmod(0o755)
+    return bin_dir
+
+
+def relay(bench: Bench, runs: int, deltas: int = 20) -> Summary:
+    bin_dir = _stand_in(bench, deltas)
     emulator = bench.emulator(CLINVK_BIN_DIR=str(bin_dir), CLINVK_BACKENDS="claude")
     delays: list[float] = []
     try:
@@ -119,6 +124,29 @@ def relay(bench: Bench, runs: int, deltas: int = 20) -> Summary:
     finally:
         emulator.stop()
     return summarize(delays)
+
+
+def floor(bench: Bench, runs: int) -> list[Overhead]:
+    """The overhead again, on a stand-in CLI that answers at once and always alike: no CLI noise in it."""
+    bin_dir = _stand_in(bench, deltas=3)
+    emulator = bench.emulator(CLINVK_BIN_DIR=str(bin_dir), CLINVK_BACKENDS="claude")
+    rows = []
+    try:
+        with httpx.Client(base_url=emulator.base_url, timeout=60) as client:
+            for stream in (False, True):
+                bare, gateway = [], []
+                for i in range(WARMUP + runs):
+                    start = time.perf_counter()
+                    subprocess.run([str(bin_dir / "claude")], input=b"x", capture_output=True, check=True)
+                    a = time.perf_counter() - start
+                    b = gateway_turn(client, "claude", stream)
+                    if i >= WARMUP:
+                        bare.append(a)
+                        gateway.append(b)
+                rows.append(Overhead("stand-in", stream, summarize(bare), summarize(gateway)))
+    finally:
+        emulator.stop()
+    return rows
 
 
 # --- cold start: import of each handler module, then its first request -------------------------------------
