@@ -105,6 +105,11 @@ class Backend(ABC):
         """Events in one line of the CLI's machine-readable output (``model``: the one passed to it)."""
 
 
+def config_dir(env: Mapping[str, str], variable: str, under_home: str) -> Path:
+    """Where a CLI keeps its files: its own ``variable``, else ``~/under_home`` of the environment it runs in."""
+    return Path(env.get(variable) or Path(env.get("HOME") or Path.home()) / under_home)
+
+
 def json_object(line: str) -> dict[str, Any] | None:
     """The line as a JSON object, or None for anything else (CLIs print stray text lines)."""
     try:

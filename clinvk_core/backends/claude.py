@@ -14,6 +14,7 @@ from clinvk_core.backends.base import (
     RunPaths,
     RunRequest,
     as_int,
+    config_dir,
     json_object,
 )
 from clinvk_core.config import ToolMode
@@ -80,8 +81,7 @@ class Claude(Backend):
         return Invocation(argv=tuple(argv), env=env, stdin=request.prompt)
 
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
-        config = Path(env.get("CLAUDE_CONFIG_DIR") or Path(env.get("HOME") or Path.home()) / ".claude")
-        return {config / ".credentials.json": json.dumps(login, indent=2)}
+        return {config_dir(env, "CLAUDE_CONFIG_DIR", ".claude") / ".credentials.json": json.dumps(login, indent=2)}
 
     def parse_line(self, line: str, model: str | None) -> list[Event]:
         obj = json_object(line)

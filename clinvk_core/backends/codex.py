@@ -15,6 +15,7 @@ from clinvk_core.backends.base import (
     RunPaths,
     RunRequest,
     as_int,
+    config_dir,
     json_object,
 )
 from clinvk_core.config import ToolMode
@@ -98,8 +99,7 @@ class Codex(Backend):
         return Invocation(argv=tuple(argv), env=env, stdin=request.prompt)
 
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
-        codex_home = Path(env.get("CODEX_HOME") or Path(env.get("HOME") or Path.home()) / ".codex")
-        return {codex_home / "auth.json": json.dumps(login, indent=2)}
+        return {config_dir(env, "CODEX_HOME", ".codex") / "auth.json": json.dumps(login, indent=2)}
 
     def parse_line(self, line: str, model: str | None) -> list[Event]:
         obj = json_object(line)

@@ -15,6 +15,7 @@ from clinvk_core.backends.base import (
     RunPaths,
     RunRequest,
     as_int,
+    config_dir,
     json_object,
 )
 from clinvk_core.config import ToolMode
@@ -71,7 +72,7 @@ class Gemini(Backend):
         return Invocation(argv=tuple(argv), env=env, stdin=request.prompt, files=files)
 
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
-        gemini_dir = Path(env.get("GEMINI_CLI_HOME") or env.get("HOME") or Path.home()) / ".gemini"
+        gemini_dir = config_dir(env, "GEMINI_CLI_HOME", "") / ".gemini"
         return {
             gemini_dir / "oauth_creds.json": json.dumps(login, indent=2),
             # Non-interactive gemini refuses to run until an auth type is chosen; this one reads oauth_creds.json.
