@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import httpx
 
-from bench.harness import Bench, Tweak, rss_kib, without
+from bench.harness import Bench, Tweak, rss_kib, run_bare, without
 from bench.stats import Summary, summarize
+from clinvk_core.backends import BACKENDS as BACKENDS_BY_NAME
 from clinvk_core.backends import Invocation
 from clinvk_core.config import PROJECT_ROOT, BackendName
 from clinvk_core.testing.fake_upstream import Script
@@ -130,15 +133,15 @@ def floor(bench: Bench, runs: int) -> list[Overhead]:
     """The overhead again, on a stand-in CLI that answers at once and always alike: no CLI noise in it."""
     bin_dir = _stand_in(bench, deltas=3)
     emulator = bench.emulator(CLINVK_BIN_DIR=str(bin_dir), CLINVK_BACKENDS="claude")
+    stand_in = Invocation(argv=(str(bin_dir / "claude"),), env={}, stdin="x")
+    parse = partial(BACKENDS_BY_NAME["claude"].parse_line, model=None)  # timed to its end-of-turn line too
     rows = []
     try:
         with httpx.Client(base_url=emulator.base_url, timeout=60) as client:
             for stream in (False, True):
                 bare, gateway = [], []
                 for i in range(WARMUP + runs):
-                    start = time.perf_counter()
-                    subprocess.run([str(bin_dir / "claude")], input=b"x", capture_output=True, check=True)
-                    a = time.perf_counter() - start
+                    a = run_bare(stand_in, dict(os.environ), bench.root, parse).answer_at
                     b = gateway_turn(client, "claude", stream)
                     if i >= WARMUP:
                         bare.append(a)
