@@ -27,6 +27,8 @@ def main() -> None:
         print(f"  p50 {ms(relay.median)} ms, p90 {ms(relay.p90)} ms")
         print("cold start...", flush=True)
         cold = sections.cold_start(b, max(5, runs // 2))
+        framework = sections.framework_import(max(5, runs // 2))
+        print(f"  fastapi + mangum alone: import {ms(framework.median)} ms")
         for start in cold:
             print(f"  handlers.{start.module}: import {ms(start.import_time.median)} ms, "
                   f"first request {ms(start.first_request.median)} ms")  # fmt: skip
@@ -40,7 +42,7 @@ def main() -> None:
         cuts = sections.startup_cuts(b, runs)
         for cut in cuts:
             print(f"  {cut.name}: {ms(cut.before.median)} -> {ms(cut.after.median)} ms ({cut.note})")
-        page = report.write(overhead, floor, relay, cold, scale, cuts, runs)
+        page = report.write(overhead, floor, relay, cold, framework, scale, cuts, runs)
     print(f"wrote {page}")
 
 

@@ -182,6 +182,18 @@ class ColdStart:
     first_request: Summary
 
 
+FRAMEWORK = "import time; t = time.perf_counter(); import fastapi, mangum; print(time.perf_counter() - t)"
+
+
+def framework_import(runs: int) -> Summary:
+    """What FastAPI and Mangum alone cost to import, for scale: the floor under every handler's import."""
+    samples = [
+        float(subprocess.run([sys.executable, "-c", FRAMEWORK], capture_output=True, text=True, check=True).stdout)
+        for _ in range(runs)
+    ]
+    return summarize(samples)
+
+
 def cold_start(bench: Bench, runs: int) -> list[ColdStart]:
     # Bytecode is compiled at image build time on Lambda; do the same here before measuring.
     subprocess.run([sys.executable, "-m", "compileall", "-q", sys.prefix, str(PROJECT_ROOT / "clinvk_core"),
