@@ -51,9 +51,8 @@ CMD ["handlers.health.handler"]
 # --- the streaming chat function's image ----------------------------------------------------------------
 FROM runtime AS streaming
 COPY --from=public.ecr.aws/awsguru/aws-lambda-adapter:1.0.0@sha256:b4da35991627bdac98a81c377d0cc28e6989687359576dfda9f0b64be835d648 /lambda-adapter /opt/extensions/lambda-adapter
-# The adapter forwards each invocation to uvicorn on AWS_LWA_PORT once /health answers, streaming the
-# response. (The chat app has no /health route: its 404 proves the app is up, and the adapter counts
-# every status below 500 as ready.)
+# The adapter forwards each invocation to uvicorn on AWS_LWA_PORT once the chat app's /health answers,
+# streaming the response.
 ENV AWS_LWA_INVOKE_MODE=response_stream \
     AWS_LWA_READINESS_CHECK_PATH=/health \
     AWS_LWA_PORT=8080
