@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("mangum").setLevel(logging.WARNING)  # clinvk's access log already has every request
 
     if args.fake_upstream:
         from clinvk_core.testing.fake_upstream import FakeUpstream
