@@ -100,9 +100,14 @@ class Backend(ABC):
     def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
         """The argv, environment and stdin for one run."""
 
-    @abstractmethod
     def parse_line(self, line: str, model: str | None) -> list[Event]:
         """Events in one line of the CLI's machine-readable output (``model``: the one passed to it)."""
+        obj = json_object(line)
+        return [] if obj is None else self.parse_object(obj, model)
+
+    @abstractmethod
+    def parse_object(self, obj: dict[str, Any], model: str | None) -> list[Event]:
+        """Events in one JSON object the CLI printed (CLIs also print stray non-JSON lines: skipped)."""
 
 
 def config_dir(env: Mapping[str, str], variable: str, under_home: str) -> Path:

@@ -15,7 +15,6 @@ from clinvk_core.backends.base import (
     RunRequest,
     as_int,
     config_dir,
-    json_object,
 )
 from clinvk_core.config import ToolMode
 from clinvk_core.events import (
@@ -83,10 +82,7 @@ class Claude(Backend):
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
         return {config_dir(env, "CLAUDE_CONFIG_DIR", ".claude") / ".credentials.json": json.dumps(login, indent=2)}
 
-    def parse_line(self, line: str, model: str | None) -> list[Event]:
-        obj = json_object(line)
-        if obj is None:
-            return []
+    def parse_object(self, obj: dict[str, Any], model: str | None) -> list[Event]:
         kind = obj.get("type")
         if kind == "stream_event" and obj.get("parent_tool_use_id") is None:
             return _text_delta(obj.get("event"))

@@ -16,7 +16,6 @@ from clinvk_core.backends.base import (
     RunRequest,
     as_int,
     config_dir,
-    json_object,
 )
 from clinvk_core.config import ToolMode
 from clinvk_core.events import Completed, Event, Failed, SessionStarted, TextDelta, TokenUsage
@@ -101,10 +100,7 @@ class Codex(Backend):
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
         return {config_dir(env, "CODEX_HOME", ".codex") / "auth.json": json.dumps(login, indent=2)}
 
-    def parse_line(self, line: str, model: str | None) -> list[Event]:
-        obj = json_object(line)
-        if obj is None:
-            return []
+    def parse_object(self, obj: dict[str, Any], model: str | None) -> list[Event]:
         kind = obj.get("type")
         if kind == "thread.started" and isinstance(obj.get("thread_id"), str):
             return [SessionStarted(obj["thread_id"])]

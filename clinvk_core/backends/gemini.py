@@ -16,7 +16,6 @@ from clinvk_core.backends.base import (
     RunRequest,
     as_int,
     config_dir,
-    json_object,
 )
 from clinvk_core.config import ToolMode
 from clinvk_core.events import Completed, Event, Failed, SessionStarted, TextDelta, TokenUsage
@@ -79,10 +78,7 @@ class Gemini(Backend):
             gemini_dir / "settings.json": json.dumps({"security": {"auth": {"selectedType": "oauth-personal"}}}),
         }
 
-    def parse_line(self, line: str, model: str | None) -> list[Event]:
-        obj = json_object(line)
-        if obj is None:
-            return []
+    def parse_object(self, obj: dict[str, Any], model: str | None) -> list[Event]:
         kind = obj.get("type")
         if kind == "init" and isinstance(obj.get("session_id"), str):
             return [SessionStarted(obj["session_id"])]
