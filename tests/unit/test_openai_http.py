@@ -540,7 +540,7 @@ def test_answer_is_not_delayed_by_a_cli_that_lingers_after_its_result(
 def test_stream_is_not_delayed_by_a_cli_that_lingers_and_the_cli_is_gone_after(
     chat: TestClient, handlers: Handlers, capture: Capture
 ) -> None:
-    """The client has its [DONE] at once; the CLI is then given a short grace, and is gone within 3 s."""
+    """The client has its [DONE] at once; the CLI's group is killed right after, and gone within 3 s."""
     handlers.clis.script("claude", stdout="".join(capture("claude-stream-json-partial.txt")), sleep=10)
     start = time.monotonic()
     with chat.stream("POST", CHAT, json=body(stream=True)) as response:
