@@ -50,6 +50,15 @@ def run_dirs(home: Path) -> list[Path]:
     return sorted(runs.iterdir()) if runs.exists() else []
 
 
+def idle_fds(pid: int, home: Path) -> int:
+    """The emulator's open fds once it is idle: its last CLI reaped and that run's workspace removed.
+
+    A run is cleaned up just after its answer is sent, so counting at once can catch that run's pipes.
+    """
+    assert wait_until(lambda: not descendants(pid) and not run_dirs(home), 5)
+    return open_fds(pid)
+
+
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
