@@ -1,9 +1,11 @@
 """Responses that own the CLI run: the answer goes out first, the CLI's clean-up after.
 
 The run (CLI process, workspace) is entered and left inside the response's own ASGI call, so
-nothing outlives the request, whatever happens: a client that goes away cancels the call, which
-kills the CLI's process group. Errors known before the CLI starts (unavailable backend, in-flight
-limit) get their HTTP status.
+nothing outlives the request, whatever happens: a client that goes away while the answer is being
+sent cancels the answer, and the run's exit kills the CLI's process group. Only the answer is
+watched: once it is out, servers report the finished exchange as a disconnect, and the clean-up
+that follows (kill, reap, remove the workspace) must run to its end, not be cancelled half-way.
+Errors known before the CLI starts (unavailable backend, in-flight limit) get their HTTP status.
 """
 
 from __future__ import annotations
@@ -31,16 +33,13 @@ class RunResponse(Response, ABC):
         self._meta = meta
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await cancel_on_disconnect(receive, lambda: self._respond(scope, receive, send))
-
-    async def _respond(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with AsyncExitStack() as stack:
             try:
                 events = await stack.enter_async_context(self._open_run())
             except GatewayError as error:
                 await error_response(error)(scope, receive, send)
                 return
-            await self.answer(events, scope, receive, send)
+            await cancel_on_disconnect(receive, lambda: self.answer(events, scope, receive, send))
         # Leaving the stack kills the CLI's group and removes its workspace: after the answer is out.
 
     @abstractmethod
