@@ -1,4 +1,4 @@
-"""GET /openai/v1/models and /openai/v1/models/{model}."""
+"""GET /openai/v1/models and /openai/v1/models/{model} (any routable name, ``claude/sonnet`` too)."""
 
 from mangum import Mangum
 
@@ -16,7 +16,7 @@ async def models() -> ModelList:
     return list_models(gateway)
 
 
-@app.get("/openai/v1/models/{model}")
+@app.get("/openai/v1/models/{model:path}")  # BACKEND/MODEL ids hold a slash
 async def model(model: str) -> Model:
     return retrieve_model(gateway, model)
 

@@ -26,6 +26,7 @@ def upstream_calls(fake: FakeUpstream, backend: str) -> list[str]:
 def test_models_lists_the_three_backends(client: openai.OpenAI) -> None:
     assert [m.id for m in client.models.list()] == BACKENDS
     assert client.models.retrieve("claude-sonnet-4-5").id == "claude-sonnet-4-5"
+    assert client.models.retrieve("claude/sonnet").id == "claude/sonnet"  # the SDK sends claude%2Fsonnet
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -165,7 +165,7 @@ def test_the_emulator_serves_exactly_the_template_routes(
     assert len(emulator.routes) == len(template_routes)  # each route once
     requests = {
         Route("GET", "/openai/v1/models"): ("/openai/v1/models", None, 200),
-        Route("GET", "/openai/v1/models/{model}"): ("/openai/v1/models/gpt-5.5", None, 200),
+        Route("GET", "/openai/v1/models/{model+}"): ("/openai/v1/models/codex/gpt-5.5", None, 200),
         Route("GET", "/health"): ("/health", None, 200),
         Route("POST", "/openai/v1/chat/completions"): ("/openai/v1/chat/completions", {"model": "claude"}, 400),
     }

@@ -49,7 +49,7 @@ def test_template_declares_the_contract_routes(template_functions: list[Function
     routes = {route for function in template_functions for route in function.routes}
     assert routes == {
         Route("GET", "/openai/v1/models"),
-        Route("GET", "/openai/v1/models/{model}"),
+        Route("GET", "/openai/v1/models/{model+}"),  # greedy: BACKEND/MODEL ids hold a slash
         Route("GET", "/health"),
         Route("POST", "/openai/v1/chat/completions"),
     }
@@ -149,8 +149,9 @@ def test_path_patterns(template: str, path: str, params: dict[str, str] | None) 
 def test_emulator_match(handlers: Handlers, template_functions: list[Function]) -> None:
     emulator = Emulator(template_functions)
     endpoint, params = emulator._match("GET", "/openai/v1/models/gpt-5.5")
-    assert endpoint.route == Route("GET", "/openai/v1/models/{model}")
+    assert endpoint.route == Route("GET", "/openai/v1/models/{model+}")
     assert params == {"model": "gpt-5.5"}
+    assert emulator._match("GET", "/openai/v1/models/codex/gpt-5.5")[1] == {"model": "codex/gpt-5.5"}
     endpoint, params = emulator._match("POST", "/openai/v1/chat/completions")
     assert endpoint.function.streaming
     assert params == {}
@@ -182,7 +183,7 @@ def test_emulator_serves_buffered_functions_through_their_lambda_handler(emulato
         ("GET", "/nope", 404, "not_found"),
         ("GET", "/openai/v1/chat/completions", 405, "method_not_allowed"),
         ("POST", "/openai/v1/models", 405, "method_not_allowed"),
-        ("GET", "/openai/v1/models/a/b", 404, "not_found"),
+        ("GET", "/openai/v1/engines/a", 404, "not_found"),
     ],
 )
 def test_emulator_errors_are_openai_shaped(

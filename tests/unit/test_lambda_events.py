@@ -8,7 +8,6 @@ tests/e2e/test_lambda_events_chat.py sends the chat events through the real CLIs
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -18,6 +17,7 @@ import pytest
 
 from clinvk_core.config import PROJECT_ROOT
 from clinvk_core.emulator.lambda_events import LambdaContext, proxy_result
+from clinvk_core.emulator.server import _path_pattern
 from clinvk_core.emulator.template import Function, functions, load_template
 
 from .coldstart import cold_start
@@ -56,8 +56,7 @@ def function_for(event: dict[str, Any], template_functions: list[Function]) -> F
     method, path = method_and_path(event)
     for function in template_functions:
         for route in function.routes:
-            pattern = "^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(route.path)) + "$"
-            if route.method == method and re.match(pattern, path):
+            if route.method == method and _path_pattern(route.path).match(path):
                 return function
     raise AssertionError(f"no function in template.yaml serves {method} {path}")
 
@@ -121,7 +120,7 @@ def test_every_event_through_its_handler(
     elif request_path == "/openai/v1/models":
         assert [model["id"] for model in json.loads(body)["data"]] == ["claude", "codex", "gemini"]
     elif request_path.startswith("/openai/v1/models/"):
-        assert json.loads(body)["id"] == request_path.rsplit("/", 1)[1]
+        assert json.loads(body)["id"] == request_path.removeprefix("/openai/v1/models/")
     else:
         request = json.loads(event["body"])
         if request.get("stream"):

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import openai.types.chat as sdk
 import pytest
@@ -321,15 +322,18 @@ def test_list_models(models: TestClient) -> None:
     }
 
 
-@pytest.mark.parametrize("model", ["claude", "claude-sonnet-4-5", "gpt-5.5", "o4-mini", "gemini-2.5-pro"])
+@pytest.mark.parametrize(
+    "model", ["claude", "claude-sonnet-4-5", "gpt-5.5", "o4-mini", "gemini-2.5-pro", "claude/sonnet", "codex/gpt-5.5"]
+)
 def test_retrieve_model(models: TestClient, model: str) -> None:
-    response = models.get(f"/openai/v1/models/{model}")
+    response = models.get(f"/openai/v1/models/{quote(model, safe='')}")  # as the SDK sends it: claude%2Fsonnet
     assert response.status_code == 200
     assert response.json() == {"id": model, "object": "model", "created": 1704067200, "owned_by": "clinvk"}
 
 
-def test_retrieve_unknown_model(models: TestClient) -> None:
-    assert_openai_error(models.get("/openai/v1/models/unknown"), 404, param="model", code="model_not_found")
+@pytest.mark.parametrize("model", ["unknown", "nobody/sonnet", "claude/"])
+def test_retrieve_unknown_model(models: TestClient, model: str) -> None:
+    assert_openai_error(models.get(f"/openai/v1/models/{model}"), 404, param="model", code="model_not_found")
 
 
 def test_health(handlers: Handlers) -> None:
