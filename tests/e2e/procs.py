@@ -33,6 +33,27 @@ def descendants(root: int) -> list[int]:
     return found
 
 
+def leftovers(root: int, home: Path) -> list[str]:
+    """What is still there below ``root`` (processes with state and command) and under ``home`` (workspaces).
+
+    For assertion messages: a failure says what was left, not just that something was.
+    """
+    found = [str(path) for path in run_dirs(home)]
+    for pid in descendants(root):
+        info = _ppid_and_state(pid)
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            command = "?"
+        found.append(f"pid {pid} state {info[1] if info else '?'}: {command[:200]}")
+    return found
+
+
+def assert_settles(root: int, home: Path, timeout: float = 5) -> None:
+    """Within ``timeout``, no process is left below ``root`` and no workspace under ``home``."""
+    assert wait_until(lambda: not leftovers(root, home), timeout), leftovers(root, home)
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -55,7 +76,7 @@ def idle_fds(pid: int, home: Path) -> int:
 
     A run is cleaned up just after its answer is sent, so counting at once can catch that run's pipes.
     """
-    assert wait_until(lambda: not descendants(pid) and not run_dirs(home), 5)
+    assert_settles(pid, home)
     return open_fds(pid)
 
 

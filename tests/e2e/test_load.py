@@ -18,7 +18,7 @@ import pytest
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script
 from tests.e2e.conftest import Emulator, emulator_env
-from tests.e2e.procs import descendants, idle_fds, open_fds, rss_kib, run_dirs, wait_until
+from tests.e2e.procs import assert_settles, idle_fds, open_fds, rss_kib, wait_until
 
 pytestmark = pytest.mark.e2e
 BACKENDS = ["claude", "codex", "gemini"]
@@ -69,7 +69,7 @@ def test_fifty_concurrent_streams_each_get_their_own_answer(
         assert answer.startswith("echo: ")
         assert f"{marker}-" in answer  # its own marker, nobody else's
         assert answer.count("marker-") == 1
-    assert wait_until(lambda: not descendants(roomy.process.pid) and not run_dirs(tmp_path), 5)
+    assert_settles(roomy.process.pid, tmp_path)
     assert wait_until(lambda: open_fds(roomy.process.pid) <= fds_before, 5)
 
 
@@ -84,7 +84,7 @@ def test_over_the_limit_only_documented_429s(fake: FakeUpstream, tmp_path: Path)
         assert len(answered) >= 10
         assert len(refused) >= 1
         assert all(f"{marker}-" in answer for marker, answer in answered)
-        assert wait_until(lambda: not descendants(emulator.process.pid) and not run_dirs(tmp_path), 5)
+        assert_settles(emulator.process.pid, tmp_path)
     finally:
         emulator.stop()
 

@@ -21,7 +21,7 @@ import pytest
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.testing.fake_upstream import RETRY_AFTER_SECONDS, FakeUpstream, Script
 from tests.e2e.conftest import Emulator, emulator_env
-from tests.e2e.procs import descendants, run_dirs, wait_until
+from tests.e2e.procs import assert_settles, descendants, run_dirs, wait_until
 
 pytestmark = pytest.mark.e2e
 BACKENDS = ["claude", "codex", "gemini"]
@@ -40,9 +40,9 @@ class Gateway:
     def chat(self, **body: object) -> httpx.Response:
         return httpx.post(f"{self.url}/chat/completions", json={"messages": USER} | body, timeout=60)
 
-    def clean(self) -> bool:
-        """No CLI process below the emulator and no workspace on disk."""
-        return not descendants(self.pid) and not run_dirs(self.home)
+    def settles(self, timeout: float) -> None:
+        """No CLI process below the emulator and no workspace on disk, within ``timeout``."""
+        assert_settles(self.pid, self.home, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_upstream_error_is_a_502_with_the_clis_message(
     error = error_of(roomy.chat(model=backend), 502)
     assert error["type"] == "upstream_error"
     assert UPSTREAM_TEXT[(backend, status)] in str(error["message"])
-    assert wait_until(roomy.clean, 3)
+    roomy.settles(3)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -140,7 +140,7 @@ def test_stalled_upstream_is_a_504_at_the_deadline(backend: str, tight: Gateway,
     error = error_of(tight.chat(model=backend), 504)
     assert 3.5 <= time.monotonic() - start < 8
     assert error["code"] == "timeout"
-    assert wait_until(tight.clean, 3)
+    tight.settles(3)
 
 
 def test_stalled_stream_gets_keepalives_then_a_timeout_event(tight: Gateway, fake: FakeUpstream) -> None:
@@ -150,7 +150,7 @@ def test_stalled_stream_gets_keepalives_then_a_timeout_event(tight: Gateway, fak
     assert ": keep-alive" in events
     error = json.loads(next(e for e in events if e.startswith('data: {"error"'))[6:])["error"]
     assert error["code"] == "timeout"
-    assert wait_until(tight.clean, 3)
+    tight.settles(3)
 
 
 def test_keepalives_while_the_cli_is_silent_between_chunks(roomy: Gateway, fake: FakeUpstream) -> None:
@@ -174,7 +174,7 @@ def test_stream_disconnect_kills_the_cli_at_once(backend: str, roomy: Gateway, f
         next(lines)  # the role chunk: the CLI runs
         assert wait_until(lambda: bool(descendants(roomy.pid)), 5)
     closed = time.monotonic()
-    assert wait_until(roomy.clean, 3)
+    roomy.settles(3)
     assert time.monotonic() - closed < 1.0
 
 
@@ -183,7 +183,7 @@ def test_buffered_request_disconnect_kills_the_cli(roomy: Gateway, fake: FakeUps
     with pytest.raises(httpx.ReadTimeout):
         httpx.post(f"{roomy.url}/chat/completions", json={"model": "codex", "messages": USER}, timeout=1.5)
     closed = time.monotonic()
-    assert wait_until(roomy.clean, 3)
+    roomy.settles(3)
     assert time.monotonic() - closed < 1.0
 
 
@@ -211,7 +211,7 @@ def test_over_the_in_flight_limit_is_an_immediate_429(roomy: Gateway, fake: Fake
     release.set()
     for holder in holders:
         holder.join()
-    assert wait_until(roomy.clean, 3)
+    roomy.settles(3)
 
 
 # --- missing, disabled and crashing CLIs ------------------------------------------------------------------
