@@ -45,6 +45,7 @@ class Completed:
 
     usage: TokenUsage | None
     finish_reason: FinishReason = "stop"
+    final_text: str | None = None  # the answer as the CLI restates it at the end, when it does
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from clinvk_core.backends import BACKENDS, Backend, BackendSettings, Invocation,
 from clinvk_core.childenv import child_environment
 from clinvk_core.config import BACKEND_NAMES, PROJECT_ROOT, BackendName, Settings, get_settings
 from clinvk_core.errors import BackendUnavailable, RateLimited, Timeout, UpstreamFailed
-from clinvk_core.events import Completed, Event, Failed
+from clinvk_core.events import Completed, Event, Failed, TextDelta
 from clinvk_core.routing import Route, resolve
 from clinvk_core.runner import CliProcess, DeadlineExceeded, SpawnFailed, spawn, workspace, write_files
 
@@ -121,13 +121,17 @@ class Gateway:
         self, backend: Backend, cli: CliProcess, model: str | None, deadline: float
     ) -> AsyncGenerator[Event, None]:
         budget = deadline - asyncio.get_running_loop().time()
-        completed = False
+        completed = streamed_text = False
         try:
             async for line in cli.lines():
                 for event in backend.parse_line(line, model):
                     if isinstance(event, Failed):
                         raise self._failure(backend, event)
-                    completed = completed or isinstance(event, Completed)
+                    if isinstance(event, Completed):
+                        completed = True
+                        if not streamed_text and event.final_text:  # no delta came: never a 200 without text
+                            yield TextDelta(event.final_text)
+                    streamed_text = streamed_text or (isinstance(event, TextDelta) and bool(event.text))
                     yield event
             code = await cli.wait()
         except DeadlineExceeded:

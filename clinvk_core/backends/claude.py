@@ -114,4 +114,5 @@ def _result(obj: dict[str, Any]) -> Event:
         prompt = as_int(usage.get("input_tokens")) + as_int(usage.get("cache_creation_input_tokens")) + cached
         token_usage = TokenUsage(prompt, as_int(usage.get("output_tokens")), cached)
     finish: FinishReason = "length" if obj.get("stop_reason") == "max_tokens" else "stop"
-    return Completed(token_usage, finish)
+    final_text = obj.get("result")
+    return Completed(token_usage, finish, final_text if isinstance(final_text, str) else None)

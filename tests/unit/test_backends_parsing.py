@@ -46,7 +46,7 @@ def test_claude_partial_messages_give_token_deltas_and_usage(capture: Capture) -
         TextDelta("pong "),
         TextDelta("from "),
         TextDelta("fake"),
-        Completed(TokenUsage(prompt_tokens=10, completion_tokens=5, cached_tokens=0), "stop"),
+        Completed(TokenUsage(prompt_tokens=10, completion_tokens=5, cached_tokens=0), "stop", ANSWER),
     ]
     assert text_of(events) == ANSWER
 
@@ -68,14 +68,14 @@ def test_claude_full_assistant_message_is_not_text_again(capture: Capture) -> No
     ],
 )
 def test_claude_stream_json_without_partial_messages(capture: Capture, name: str, session: str) -> None:
-    """Key order differs between versions; parsing is by key. Text comes only from partial deltas."""
+    """Key order differs between versions; parsing is by key. No delta: the result line restates the answer."""
     events = parse(Claude(), capture(name))
-    assert events == [SessionStarted(session), Completed(TokenUsage(10, 5, 0), "stop")]
+    assert events == [SessionStarted(session), Completed(TokenUsage(10, 5, 0), "stop", ANSWER)]
 
 
 @pytest.mark.parametrize("name", ["claude-json.txt", "claude2.1.197-json.txt"])
 def test_claude_json_result_line(capture: Capture, name: str) -> None:
-    assert parse(Claude(), capture(name)) == [Completed(TokenUsage(10, 5, 0), "stop")]
+    assert parse(Claude(), capture(name)) == [Completed(TokenUsage(10, 5, 0), "stop", ANSWER)]
 
 
 def test_claude_stream_error500(capture: Capture) -> None:
@@ -115,7 +115,7 @@ def test_claude_usage_counts_cached_tokens_as_prompt_tokens() -> None:
         },
     }
     [event] = Claude().parse_line(line(result), "sonnet")
-    assert event == Completed(TokenUsage(prompt_tokens=21, completion_tokens=5, cached_tokens=11), "stop")
+    assert event == Completed(TokenUsage(prompt_tokens=21, completion_tokens=5, cached_tokens=11), "stop", "x")
     assert isinstance(event, Completed)
     assert event.usage is not None
     assert event.usage.total_tokens == 26

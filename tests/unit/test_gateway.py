@@ -59,12 +59,23 @@ def test_a_turn_yields_the_clis_events(fake_clis: FakeClis, tmp_path: Path, capt
         TextDelta("pong "),
         TextDelta("from "),
         TextDelta("fake"),
-        Completed(TokenUsage(10, 5, 0)),
+        Completed(TokenUsage(10, 5, 0), final_text="pong from fake"),
     ]
     argv = fake_clis.argv("claude")
     assert argv[argv.index("--model") + 1] == "sonnet"
     assert argv[argv.index("--system-prompt") + 1] == "Be terse."
     assert fake_clis.stdin("claude") == "say pong"
+
+
+@pytest.mark.parametrize("name", ["claude-stream-json.txt", "claude2.1.197-stream-json.txt"])
+def test_a_turn_without_deltas_answers_with_the_clis_final_text(
+    name: str, fake_clis: FakeClis, tmp_path: Path, capture: Capture
+) -> None:
+    """Without partial messages claude streams no delta; its result line restates the answer, sent once."""
+    fake_clis.script("claude", stdout="".join(capture(name)))
+    events = asyncio.run(collect(make_gateway(fake_clis, tmp_path), Route("claude", None)))
+    assert [event for event in events if isinstance(event, TextDelta)] == [TextDelta("pong from fake")]
+    assert isinstance(events[-1], Completed)
 
 
 def test_child_env_is_the_allowlist(fake_clis: FakeClis, tmp_path: Path, capture: Capture) -> None:
