@@ -2,8 +2,9 @@
 
 The runner knows nothing about any particular CLI: it writes the invocation's files,
 starts the argv with the prompt on stdin (then closed), hands out stdout lines until
-the deadline, and on the way out kills the whole process group and removes the
-run's directory, whatever happened (success, error, timeout, client gone).
+the deadline, and on the way out kills the whole process tree (the CLI's group, and
+any process below it that left the group) and removes the run's directory, whatever
+happened (success, error, timeout, client gone).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import signal
 import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+
+import psutil
 
 from clinvk_core.backends.base import Invocation, RunPaths
 
@@ -35,14 +38,34 @@ _live_groups: set[int] = set()
 
 
 def kill_all() -> None:
-    """SIGKILL every CLI process group still running (used at shutdown)."""
+    """SIGKILL every CLI process tree still running (used at shutdown)."""
     for pgid in list(_live_groups):
-        _killpg(pgid)
+        _kill_tree(pgid)
 
 
-def _killpg(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def _kill_tree(leader: int) -> None:
+    """SIGKILL the process group ``leader`` leads, and the groups of every process below it.
+
+    A tool a CLI starts in a session of its own (gemini's shell tool does) is out of the CLI's
+    group, and killing the CLI alone would leave it running under init. It is found below the
+    CLI while the CLI still lives, so the tree is read first, then every group in it is killed.
+    """
+    groups = {leader, *_groups_below(leader)} - {os.getpgrp()}  # never the gateway's own group
+    for pgid in sorted(groups, key=lambda group: group != leader):  # the CLI first: it spawns no more
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+def _groups_below(pid: int) -> set[int]:
+    try:
+        below = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return set()
+    groups = set()
+    for process in below:
+        with contextlib.suppress(ProcessLookupError):
+            groups.add(os.getpgid(process.pid))
+    return groups
 
 
 @contextlib.contextmanager
@@ -98,12 +121,12 @@ class CliProcess:
             raise DeadlineExceeded from None
 
     async def close(self) -> None:
-        """Kill the CLI's whole process group and reap it, even while being cancelled.
+        """Kill the CLI's whole process tree and reap the CLI, even while being cancelled.
 
         Called once the turn is over (or abandoned): the CLI has nothing left to say that
         anyone waits for, and its children (node, tools) must not outlive it.
         """
-        _killpg(self._proc.pid)  # synchronous: done even if the wait below is cancelled
+        _kill_tree(self._proc.pid)  # synchronous: done even if the wait below is cancelled
         _live_groups.discard(self._proc.pid)
         for task in self._tasks:
             task.cancel()

@@ -41,12 +41,16 @@ def leftovers(root: int, home: Path) -> list[str]:
     found = [str(path) for path in run_dirs(home)]
     for pid in descendants(root):
         info = _ppid_and_state(pid)
-        try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            command = "?"
-        found.append(f"pid {pid} state {info[1] if info else '?'}: {command[:200]}")
+        found.append(f"pid {pid} state {info[1] if info else '?'}: {command_line(pid)[:200]}")
     return found
+
+
+def command_line(pid: int) -> str:
+    """The process's argv joined by spaces ("?" once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "?"
 
 
 def assert_settles(root: int, home: Path, timeout: float = 5) -> None:

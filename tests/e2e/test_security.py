@@ -28,7 +28,7 @@ import pytest
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.testing.fake_upstream import FakeUpstream, RecordedRequest, Script, tool_result
 from tests.e2e.conftest import Emulator, emulator_env
-from tests.e2e.procs import descendants, wait_until
+from tests.e2e.procs import command_line, descendants, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -274,6 +274,23 @@ def test_agent_mode_tool_cannot_read_the_gateway_process(
     assert leaked(answer) == []
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_agent_mode_tool_dies_with_the_request_the_client_left(
+    backend: str, agent_gateway: Gateway, fake: FakeUpstream
+) -> None:
+    """A tool still running when the client hangs up is killed, even one the CLI started in a session of
+    its own (gemini's shell tool is): nothing keeps running under init after the request."""
+    fake.set_script(Script(text="done.", tool_command="sh -c 'sleep 120'", tool_echo=True))
+    body = {"model": MODEL[backend], "messages": [{"role": "user", "content": "run it"}], "stream": True}
+    headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+    url = f"{agent_gateway.base_url}/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as response:
+        assert response.status_code == 200
+        assert wait_until(lambda: "sleep 120" in commands_under(agent_gateway.state), 30), "the tool never ran"
+    # The client has hung up: the CLI and its tool are gone, wherever the tool's process group was.
+    assert wait_until(lambda: working_under(agent_gateway.state) == [], 2), commands_under(agent_gateway.state)
+
+
 # --- gateway API keys -----------------------------------------------------------------------------------
 
 
@@ -419,6 +436,11 @@ def working_under(root: Path) -> list[int]:
         except OSError:  # gone meanwhile, or not ours to look at
             continue
     return found
+
+
+def commands_under(root: Path) -> str:
+    """The command lines of the processes ``working_under(root)``, one per line."""
+    return "\n".join(command_line(pid) for pid in working_under(root))
 
 
 def spread(count: int) -> list[str]:

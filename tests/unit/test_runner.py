@@ -229,6 +229,26 @@ def test_after_a_normal_end_leftover_children_are_killed(tmp_path: Path, alive: 
     assert not alive(asyncio.run(main()))
 
 
+def test_a_process_that_left_the_group_is_killed_with_it(tmp_path: Path, alive: Alive) -> None:
+    """A tool started in a session of its own (as gemini's shell tool is) is out of reach of the group kill."""
+
+    escaped: list[int] = []
+
+    async def main() -> bool:
+        script = "setsid sh -c 'echo $$; exec sleep 30 >/dev/null 2>&1' </dev/null & sleep 30"
+        async with spawn(sh(script), cwd=tmp_path, env=ENV, deadline=deadline_in(10)) as cli:
+            escaped.append(int(await anext(cli.lines())))  # printed from inside its new session
+            assert os.getsid(escaped[0]) == escaped[0] != os.getsid(cli.pid)  # not the CLI's session or group
+        return await wait_dead(escaped[0], alive)
+
+    try:
+        assert asyncio.run(main()), "the process that left the CLI's group outlived the run"
+    finally:
+        for pid in escaped:  # never leave it behind, even when the test fails
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 def test_kill_all_kills_running_groups(tmp_path: Path) -> None:
     async def main() -> int:
         async with spawn(sh("echo up; sleep 30"), cwd=tmp_path, env=ENV, deadline=deadline_in(10)) as cli:
