@@ -18,8 +18,6 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
-import psutil
-
 from clinvk_core.backends.base import Invocation, RunPaths
 
 STDOUT_LINE_LIMIT = 32 * 1024 * 1024  # a claude result line carries the whole answer
@@ -57,6 +55,8 @@ def _kill_tree(leader: int) -> None:
 
 
 def _groups_below(pid: int) -> set[int]:
+    import psutil  # here, not at the top: ~30 ms that a handler's cold start need not pay
+
     try:
         below = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
