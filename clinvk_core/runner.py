@@ -44,7 +44,7 @@ def kill_all() -> None:
 def _kill_tree(leader: int) -> None:
     """SIGKILL the process group ``leader`` leads, and the groups of every process below it.
 
-    A tool a CLI starts in a session of its own (gemini's shell tool does) is out of the CLI's
+    A tool a CLI starts in a session of its own (all three CLIs start tools so) is out of the CLI's
     group, and killing the CLI alone would leave it running under init. It is found below the
     CLI while the CLI still lives, so the tree is read first, then every group in it is killed.
     """

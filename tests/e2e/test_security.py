@@ -279,7 +279,7 @@ def test_agent_mode_tool_dies_with_the_request_the_client_left(
     backend: str, agent_gateway: Gateway, fake: FakeUpstream
 ) -> None:
     """A tool still running when the client hangs up is killed, even one the CLI started in a session of
-    its own (gemini's shell tool is): nothing keeps running under init after the request."""
+    its own (all three CLIs start tools so): nothing keeps running under init after the request."""
     fake.set_script(Script(text="done.", tool_command="sh -c 'sleep 120'", tool_echo=True))
     body = {"model": MODEL[backend], "messages": [{"role": "user", "content": "run it"}], "stream": True}
     headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}

@@ -230,7 +230,7 @@ def test_after_a_normal_end_leftover_children_are_killed(tmp_path: Path, alive: 
 
 
 def test_a_process_that_left_the_group_is_killed_with_it(tmp_path: Path, alive: Alive) -> None:
-    """A tool started in a session of its own (as gemini's shell tool is) is out of reach of the group kill."""
+    """A tool started in a session of its own (as the CLIs' shell tools are) is out of reach of the group kill."""
 
     escaped: list[int] = []
 
