@@ -94,7 +94,8 @@ def write(overhead: list[Overhead], floor: list[Overhead], relay: Summary, cold:
         "",
         "A fresh Python process per run (bytecode compiled first, as in the image): the import of the handler "
         "module, then its first request through the Lambda entry point (`handler(event, context)`; the chat "
-        "request runs codex against the fake upstream).",
+        "request runs codex against the fake upstream, and Mangum returns only after the run's clean-up, which "
+        "loads psutil the first time: behind the Web Adapter the answer goes out before it).",
         "",
         "| module | import p50 / p90 ms | first request p50 / p90 ms |",
         "|---|---|---|",
@@ -113,8 +114,8 @@ def write(overhead: list[Overhead], floor: list[Overhead], relay: Summary, cold:
         "## Scaling",
         "",
         "Concurrent streaming requests (codex) while the upstream takes 1 s per answer; two rounds per level. "
-        "RSS per request: the gateway process's peak RSS above idle, divided by the requests in flight (the CLIs' "
-        "own memory not included).",
+        "RSS per request: the gateway process's peak RSS above idle (after one warm-up request), divided by the "
+        "requests in flight (the CLIs' own memory not included).",
         "",
         "| concurrency | throughput req/s | latency p50 / p90 ms | errors | gateway RSS per in-flight request KiB |",
         "|---|---|---|---|---|",

@@ -227,9 +227,10 @@ class Scale:
 
 def scaling(bench: Bench, levels: tuple[int, ...] = (1, 2, 4, 8, 16, 32), rounds: int = 2) -> list[Scale]:
     emulator = bench.emulator(CLINVK_MAX_CONCURRENCY="64")
-    bench.fake.set_script(Script(chunks=["one ", "second"], chunk_delay=1.0))
     rows = []
     try:
+        asyncio.run(_concurrent(emulator.base_url, 1, 1))  # warm-up: what the first request loads, loaded once
+        bench.fake.set_script(Script(chunks=["one ", "second"], chunk_delay=1.0))
         idle = rss_kib(emulator.process.pid)
         for level in levels:
             peak = [idle]
