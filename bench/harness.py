@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +25,6 @@ from clinvk_core.runner import write_files
 from clinvk_core.testing.emulator import Emulator, emulator_env
 from clinvk_core.testing.fake_upstream import FakeUpstream
 
-CLINVK_LOCAL = Path(sys.executable).parent / "clinvk-local"
 Tweak = Callable[[Invocation, dict[str, str]], tuple[Invocation, dict[str, str]]]
 
 

@@ -48,8 +48,8 @@ def _kill_tree(leader: int) -> None:
     group, and killing the CLI alone would leave it running under init. It is found below the
     CLI while the CLI still lives, so the tree is read first, then every group in it is killed.
     """
-    groups = {leader, *_groups_below(leader)} - {os.getpgrp()}  # never the gateway's own group
-    for pgid in sorted(groups, key=lambda group: group != leader):  # the CLI first: it spawns no more
+    below = _groups_below(leader) - {leader, os.getpgrp()}  # never the gateway's own group
+    for pgid in [leader, *below]:  # the CLI first: it spawns no more
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
 

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
 from clinvk_core.emulator.cli import fake_upstream_settings
-from clinvk_core.testing.emulator import Emulator, emulator_env, free_port
+from clinvk_core.testing.emulator import Emulator, emulator_env
 from clinvk_core.testing.fake_upstream import FakeUpstream
-
-__all__ = ["REPO", "Emulator", "emulator_env", "free_port"]
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")

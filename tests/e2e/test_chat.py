@@ -10,8 +10,8 @@ import pytest
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from clinvk_core.testing.emulator import Emulator
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script, Usage
-from tests.e2e.conftest import Emulator
 
 BACKENDS = ["claude", "codex", "gemini"]
 PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}

@@ -23,11 +23,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from clinvk_core.config import PROJECT_ROOT
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.emulator.template import functions, load_template
+from clinvk_core.testing.emulator import emulator_env, free_port
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script
 from clinvk_core.web import LAMBDA_CONTEXT_HEADER
-from tests.e2e.conftest import REPO, emulator_env, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -73,8 +74,9 @@ class LambdaLikeServer:
 
 def chat_server_argv(port: int) -> list[str]:
     """The chat function's EntryPoint + Command from template.yaml, on this test's port and Python."""
-    [chat] = [f for f in functions(load_template(REPO / "template.yaml")) if f.streaming]
-    config = load_template(REPO / "template.yaml")["Resources"][chat.name]["Properties"]["ImageConfig"]
+    template = load_template(PROJECT_ROOT / "template.yaml")
+    [chat] = [f for f in functions(template) if f.streaming]
+    config = template["Resources"][chat.name]["Properties"]["ImageConfig"]
     entrypoint, command = list(config["EntryPoint"]), list(config["Command"])
     assert entrypoint[0] == "python3"
     command[command.index("--port") + 1] = str(port)
@@ -103,7 +105,7 @@ def server(
         "WRITABLE": str(writable),
         "TMPDIR": str(writable),
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": str(PROJECT_ROOT),
     }
     process = subprocess.Popen(
         [*namespace, NAMESPACE_SCRIPT, "sh", *chat_server_argv(port)],

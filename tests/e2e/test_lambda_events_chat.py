@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from clinvk_core.config import PROJECT_ROOT
 from clinvk_core.emulator.cli import fake_upstream_settings
+from clinvk_core.testing.emulator import emulator_env
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script
-from tests.e2e.conftest import REPO, emulator_env
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +32,7 @@ PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 @pytest.mark.parametrize(("kind", "backend"), EVENTS.items())
 def test_a_chat_event_gets_a_real_completion(kind: str, backend: str, fake: FakeUpstream, tmp_path: Path) -> None:
     fake.set_script(Script(text="Hello from the fake upstream."))
-    event_file = REPO / "events" / f"chat-completions-{kind}.json"
+    event_file = PROJECT_ROOT / "events" / f"chat-completions-{kind}.json"
     assert json.loads(json.loads(event_file.read_text(encoding="utf-8"))["body"])["model"] == backend
     (tmp_path / "home").mkdir()
     settings = fake_upstream_settings(fake.url) | {"CLINVK_STATE_DIR": str(tmp_path / "state")}
@@ -39,7 +40,7 @@ def test_a_chat_event_gets_a_real_completion(kind: str, backend: str, fake: Fake
     done = subprocess.run(
         [sys.executable, "-c", INVOKE, str(event_file)],
         env=env,
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,8 +16,8 @@ import openai
 import pytest
 
 from clinvk_core.emulator.cli import fake_upstream_settings
+from clinvk_core.testing.emulator import Emulator, emulator_env
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script
-from tests.e2e.conftest import Emulator, emulator_env
 from tests.e2e.procs import assert_settles, idle_fds, open_fds, rss_kib, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, Emulator, emulator_env
+from clinvk_core.config import PROJECT_ROOT
+from clinvk_core.testing.emulator import Emulator, emulator_env
 
 pytestmark = pytest.mark.e2e
-README = (REPO / "README.md").read_text(encoding="utf-8")
+README = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +30,8 @@ def test_readme_commands() -> None:
     assert "make demo" in README
     assert "make test" in README
     assert 'base_url="http://localhost:8080/openai/v1"' in README
-    assert "make test" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
-    assert "clinvk-local --fake-upstream" in (REPO / "Makefile").read_text(encoding="utf-8")
+    assert "make test" in (PROJECT_ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "clinvk-local --fake-upstream" in (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
 
 
 def test_readme_snippet_prints_models_and_an_answer(demo: Emulator, tmp_path: Path) -> None:

@@ -19,8 +19,8 @@ import openai
 import pytest
 
 from clinvk_core.emulator.cli import fake_upstream_settings
+from clinvk_core.testing.emulator import Emulator, emulator_env
 from clinvk_core.testing.fake_upstream import RETRY_AFTER_SECONDS, FakeUpstream, Script
-from tests.e2e.conftest import Emulator, emulator_env
 from tests.e2e.procs import assert_settles, descendants, run_dirs, wait_until
 
 pytestmark = pytest.mark.e2e
