@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
-from clinvk_core.backends import BACKENDS, Invocation
+from clinvk_core.backends import BACKENDS, Invocation, RunRequest
 from clinvk_core.config import BackendName, Settings
+from clinvk_core.conversation import Conversation
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
@@ -61,13 +62,12 @@ class Bench:
     def bare(self, backend: BackendName, prompt: str, tweak: Tweak | None = None) -> BareRun:
         """The CLI run the gateway would start for ``backend``, run by hand (``tweak``: an A/B cut)."""
         route = self.gateway.route(backend)
+        request = RunRequest(Conversation.of(prompt), route.model)
         with self.gateway.workspace(backend) as paths:
-            invocation, env = self.gateway.invocation(route, prompt, None, paths)
+            invocation, env = self.gateway.invocation(backend, request, paths)
             if tweak:
                 invocation, env = tweak(invocation, env)
-            return run_bare(
-                invocation, env, paths.workdir, lambda line: BACKENDS[backend].parse_line(line, route.model)
-            )
+            return run_bare(invocation, env, paths.workdir, BACKENDS[backend].parser(request).feed)
 
 
 def without(invocation: Invocation, *flags: str, values: int = 0) -> Invocation:

@@ -11,7 +11,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, replace
-from functools import partial
 from pathlib import Path
 
 import httpx
@@ -19,8 +18,9 @@ import httpx
 from bench.harness import Bench, Tweak, rss_kib, run_bare, without
 from bench.stats import Summary, summarize
 from clinvk_core.backends import BACKENDS as BACKENDS_BY_NAME
-from clinvk_core.backends import Invocation
+from clinvk_core.backends import Invocation, RunRequest
 from clinvk_core.config import PROJECT_ROOT, BackendName
+from clinvk_core.conversation import Conversation
 from clinvk_core.testing.fake_upstream import Script
 
 BACKENDS: tuple[BackendName, ...] = ("claude", "codex", "gemini")
@@ -134,7 +134,9 @@ def floor(bench: Bench, runs: int) -> list[Overhead]:
     bin_dir = _stand_in(bench, deltas=3)
     emulator = bench.emulator(CLINVK_BIN_DIR=str(bin_dir), CLINVK_BACKENDS="claude")
     stand_in = Invocation(argv=(str(bin_dir / "claude"),), env={}, stdin="x")
-    parse = partial(BACKENDS_BY_NAME["claude"].parse_line, model=None)  # timed to its end-of-turn line too
+    parse = (
+        BACKENDS_BY_NAME["claude"].parser(RunRequest(Conversation.of("x"))).feed
+    )  # timed to its end-of-turn line too
     rows = []
     try:
         with httpx.Client(base_url=emulator.base_url, timeout=60) as client:

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     max_messages: int = Field(default=2000, ge=1)
     max_prompt_chars: int = Field(default=2_000_000, ge=1000)
     keepalive_seconds: float = Field(default=15.0, gt=0)
+    # Images: data: URLs always; http(s) URLs fetched only as allowed ("public": https, public addresses).
+    image_urls: Literal["off", "public", "any"] = "off"
+    max_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_images: int = Field(default=20, ge=0)
+    image_fetch_timeout_seconds: float = Field(default=10.0, gt=0)
     # The CLIs' own defaults retry for minutes; the client's OpenAI SDK retries 429/5xx itself.
     upstream_max_retries: int = Field(default=0, ge=0)
 

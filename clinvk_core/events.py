@@ -1,7 +1,7 @@
 """The small event vocabulary every backend's output is parsed into.
 
 Backends turn their CLI's JSON lines into these; everything above the backends
-(gateway, OpenAI layer) only ever sees these types.
+(gateway, wire formats) only ever sees these types.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FinishReason = Literal["stop", "length"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,10 +19,19 @@ class TokenUsage:
     prompt_tokens: int  # every input token, cached ones included
     completion_tokens: int
     cached_tokens: int = 0
+    reasoning_tokens: int = 0  # of the completion tokens, when the CLI says
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: TokenUsage) -> TokenUsage:
+        return TokenUsage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +49,40 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    """A piece of the model's visible reasoning (never part of the answer's text)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallStarted:
+    """The model began a call of the client's tool ``name`` (the client's own name)."""
+
+    index: int  # 0, 1, ... in the order the model made its calls this turn
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallArguments:
+    """A piece of a started call's arguments (JSON text), as the CLI reported it."""
+
+    index: int
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDone:
+    """A call is complete: its name and whole arguments (a JSON object's text)."""
+
+    index: int
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Completed:
-    """The turn ended normally."""
+    """The turn ended: normally, at a length limit, or with calls of client tools."""
 
     usage: TokenUsage | None
     finish_reason: FinishReason = "stop"
@@ -57,4 +98,5 @@ class Failed:
     retry_after: int | None = None  # seconds
 
 
-Event = SessionStarted | TextDelta | Completed | Failed
+ToolCallEvent = ToolCallStarted | ToolCallArguments | ToolCallDone
+Event = SessionStarted | TextDelta | ReasoningDelta | ToolCallEvent | Completed | Failed

@@ -10,15 +10,19 @@ import asyncio
 import contextlib
 import os
 import shutil
+import subprocess
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from clinvk_core.backends import BACKENDS, Backend, BackendSettings, Invocation, RunPaths, RunRequest
+from clinvk_core.backends import BACKENDS, Backend, BackendSettings, Invocation, OutputParser, RunPaths, RunRequest
+from clinvk_core.bridge import BridgeSession, ToolBridge
 from clinvk_core.childenv import child_environment
 from clinvk_core.config import BACKEND_NAMES, PROJECT_ROOT, BackendName, Settings, get_settings
+from clinvk_core.conversation import Conversation
 from clinvk_core.errors import BackendUnavailable, RateLimited, Timeout, UpstreamFailed
-from clinvk_core.events import Completed, Event, Failed, TextDelta
+from clinvk_core.events import Completed, Event, Failed, TextDelta, ToolCallDone
 from clinvk_core.routing import Route, resolve
 from clinvk_core.runner import CliProcess, DeadlineExceeded, SpawnFailed, spawn, workspace, write_files
 
@@ -45,6 +49,7 @@ class Gateway:
         self._secrets = [s for s in (*(b.upstream.api_key for b in self._backend_settings.values()),
                                      *(k.get_secret_value() for k in settings.api_keys)) if s]  # fmt: skip
         self._in_flight = 0
+        self._bridge = ToolBridge()
         for name, backend in BACKENDS.items():
             if name not in settings.backends:
                 self._unavailable[name] = (
@@ -53,9 +58,10 @@ class Gateway:
                 )
             elif (binary := self._locate(backend)) is None:
                 self._unavailable[name] = f"The {backend.executable} CLI is not installed (run `npm ci`)."
+            elif (reason := self._prepare_state(backend, binary)) is not None:
+                self._unavailable[name] = reason
             else:
                 self._binaries[name] = binary
-                self._prepare_state(backend)
 
     @property
     def models(self) -> list[BackendName]:
@@ -70,7 +76,7 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def run(
-        self, route: Route, prompt: str, system_prompt: str | None, deadline: float
+        self, route: Route, conversation: Conversation, deadline: float
     ) -> AsyncIterator[AsyncIterator[Event]]:
         """Start the CLI for one turn; the block iterates its events. The CLI is gone after the block.
 
@@ -87,16 +93,18 @@ class Gateway:
         self._in_flight += 1
         try:
             with self.workspace(route.backend) as paths:
-                invocation, env = self.invocation(route, prompt, system_prompt, paths)
-                try:
-                    async with spawn(invocation, cwd=paths.workdir, env=env, deadline=deadline) as cli:
-                        events = self._events(backend, cli, route.model, deadline)
-                        try:
-                            yield events
-                        finally:
-                            await events.aclose()
-                except SpawnFailed as error:
-                    raise BackendUnavailable(f"The {backend.name} CLI could not be started: {error}") from None
+                async with self._tool_session(conversation) as session:
+                    request = RunRequest(conversation, route.model, session.url if session else None)
+                    invocation, env = self.invocation(route.backend, request, paths)
+                    try:
+                        async with spawn(invocation, cwd=paths.workdir, env=env, deadline=deadline) as cli:
+                            events = self._events(backend, backend.parser(request), cli, session, deadline)
+                            try:
+                                yield events
+                            finally:
+                                await events.aclose()
+                    except SpawnFailed as error:
+                        raise BackendUnavailable(f"The {backend.name} CLI could not be started: {error}") from None
         finally:
             self._in_flight -= 1
 
@@ -105,26 +113,39 @@ class Gateway:
         return workspace(self.settings.state_dir / "runs", self._state(BACKENDS[backend]))
 
     def invocation(
-        self, route: Route, prompt: str, system_prompt: str | None, paths: RunPaths
+        self, backend_name: BackendName, request: RunRequest, paths: RunPaths
     ) -> tuple[Invocation, dict[str, str]]:
         """The argv, stdin and environment :meth:`run` starts the CLI with (also what `make bench` runs bare)."""
-        backend = BACKENDS[route.backend]
-        settings = self._backend_settings[route.backend]
-        request = RunRequest(prompt=prompt, system_prompt=system_prompt, model=route.model)
-        invocation = backend.invocation(self._binaries[route.backend], request, paths, settings)
+        backend = BACKENDS[backend_name]
+        settings = self._backend_settings[backend_name]
+        invocation = backend.invocation(self._binaries[backend_name], request, paths, settings)
         env = child_environment(
             self._environ, backend, invocation, paths, upstream_configured=settings.upstream.configured
         )
         return invocation, env
 
+    def _tool_session(self, conversation: Conversation) -> contextlib.AbstractAsyncContextManager[BridgeSession | None]:
+        """The bridge session that serves the turn's client tools to its CLI (None: no tools)."""
+        if not conversation.tools:
+            return contextlib.nullcontext()
+        return self._bridge.session(conversation.tools)
+
     async def _events(
-        self, backend: Backend, cli: CliProcess, model: str | None, deadline: float
+        self,
+        backend: Backend,
+        parser: OutputParser,
+        cli: CliProcess,
+        session: BridgeSession | None,
+        deadline: float,
     ) -> AsyncGenerator[Event, None]:
         budget = deadline - asyncio.get_running_loop().time()
-        completed = streamed_text = False
+        completed = streamed_text = called = False
+        calls = 0
         try:
-            async for line in cli.lines():
-                for event in backend.parse_line(line, model):
+            async for line in _lines_and_calls(cli.lines(), session):
+                if line is None:  # the CLI called a client tool and now waits for it
+                    called = True
+                for event in parser.feed(line) if line is not None else ():
                     if isinstance(event, Failed):
                         raise self._failure(backend, event)
                     if isinstance(event, Completed):
@@ -132,7 +153,12 @@ class Gateway:
                         if not streamed_text and event.final_text:  # no delta came: never a 200 without text
                             yield TextDelta(event.final_text)
                     streamed_text = streamed_text or (isinstance(event, TextDelta) and bool(event.text))
+                    calls += isinstance(event, ToolCallDone)
                     yield event
+                if called and calls:
+                    # The model ended its turn with calls of client tools: the client runs them, not the CLI.
+                    yield Completed(parser.usage_so_far(), "tool_calls")
+                    return
             code = await cli.wait()
         except DeadlineExceeded:
             raise Timeout(f"The {backend.name} CLI did not finish within {budget:.0f} s.") from None
@@ -163,11 +189,52 @@ class Gateway:
     def _state(self, backend: Backend) -> Path:
         return self.settings.state_dir / backend.name
 
-    def _prepare_state(self, backend: Backend) -> None:
+    def _prepare_state(self, backend: Backend, binary: Path) -> str | None:
+        """Write the backend's state files; the reason it cannot run when that fails."""
         state = self._state(backend)
-        (state / "home").mkdir(mode=0o700, parents=True, exist_ok=True)
-        files = backend.state_files(self._backend_settings[backend.name])
+        home = state / "home"
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        output = None
+        try:
+            if (argv := backend.setup_argv(binary)) is not None:
+                env = {"PATH": self._environ.get("PATH", os.defpath), "HOME": str(home), "CODEX_HOME": str(home)}
+                done = subprocess.run(argv, env=env, cwd=home, capture_output=True, text=True, timeout=30, check=True)
+                output = done.stdout
+            files = backend.state_files(self._backend_settings[backend.name], output)
+        except (OSError, subprocess.SubprocessError, ValueError, LookupError, TypeError) as error:
+            return f"The {backend.executable} CLI could not be set up: {type(error).__name__}: {str(error)[:200]}"
         write_files({state / name: content for name, content in files.items()})
+        return None
+
+
+async def _lines_and_calls(lines: AsyncIterator[str], session: BridgeSession | None) -> AsyncIterator[str | None]:
+    """The CLI's stdout lines, and None once when the bridge reports that the CLI called a client tool."""
+    if session is None:
+        async for line in lines:
+            yield line
+        return
+    called: asyncio.Future[None] | None = asyncio.ensure_future(session.wait_called())
+    pending: asyncio.Future[str] | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(anext(lines))
+            waiting: set[asyncio.Future[Any]] = {pending} if called is None else {pending, called}
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if called is not None and called.done():
+                called = None
+                yield None
+            if pending.done():
+                finished, pending = pending, None
+                try:
+                    line = finished.result()
+                except StopAsyncIteration:
+                    return
+                yield line
+    finally:
+        leftovers = [future for future in (pending, called) if future is not None]
+        for future in leftovers:
+            future.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
 
 
 def _exit_message(name: str, code: int, stderr: str) -> str:

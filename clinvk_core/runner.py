@@ -155,13 +155,13 @@ class CliProcess:
             del self._stderr[:-STDERR_TAIL_BYTES]
 
 
-def write_files(files: Mapping[Path, str]) -> None:
-    """An invocation's files, private (0600, new directories 0700)."""
+def write_files(files: Mapping[Path, str | bytes]) -> None:
+    """An invocation's files, private (0600, new directories 0700); text is written as UTF-8."""
     for path, content in files.items():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(content)
+        with os.fdopen(fd, "wb") as file:
+            file.write(content.encode("utf-8") if isinstance(content, str) else content)
 
 
 @contextlib.asynccontextmanager

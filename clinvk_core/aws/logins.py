@@ -16,6 +16,9 @@ from typing import Any
 from clinvk_core.backends import BACKENDS, BackendSettings, RunPaths, RunRequest
 from clinvk_core.childenv import child_environment
 from clinvk_core.config import BackendName, Settings
+from clinvk_core.conversation import Conversation
+
+EMPTY = Conversation(turns=())
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -27,7 +30,7 @@ def cli_environment(name: BackendName, settings: Settings, environ: Mapping[str,
     state = settings.state_dir / name
     paths = RunPaths(workdir=state / "work", scratch=state / "scratch", state=state)
     invocation = backend.invocation(
-        Path(backend.executable), RunRequest(prompt=""), paths, BackendSettings(tool_mode=settings.tool_mode)
+        Path(backend.executable), RunRequest(EMPTY), paths, BackendSettings(tool_mode=settings.tool_mode)
     )
     return child_environment(environ, backend, invocation, paths, upstream_configured=False)
 

@@ -1,8 +1,8 @@
-"""The interface every CLI backend implements: pure argv/env building and line parsing.
+"""The interface every CLI backend implements: pure rendering of a run and parsing of its output.
 
-A backend holds all the knowledge about one CLI and does no I/O: the gateway
-passes in paths and settings, gets back an :class:`Invocation`, and feeds the
-CLI's stdout lines to :meth:`Backend.parse_line`.
+A backend holds all the knowledge about one CLI and does no I/O: the gateway passes in the
+:class:`RunRequest`, paths and settings, gets back an :class:`Invocation`, and feeds the CLI's
+stdout lines to the run's :class:`OutputParser`.
 """
 
 from __future__ import annotations
@@ -15,16 +15,23 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from clinvk_core.config import BackendName, ToolMode, Upstream
-from clinvk_core.events import Event
+from clinvk_core.conversation import Conversation, ToolSpec
+from clinvk_core.events import Event, TokenUsage, ToolCallArguments, ToolCallDone, ToolCallStarted
+
+TOOL_SERVER = "clinvk"  # the name the bridge's MCP server has in every CLI's configuration
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What one chat request asks of a CLI, already reduced to text."""
+    """One turn for a CLI: the conversation, the model, and where its client tools are served."""
 
-    prompt: str
-    system_prompt: str | None = None
+    conversation: Conversation
     model: str | None = None
+    tool_server_url: str | None = None  # the bridge session's MCP endpoint, when the turn offers tools
+
+    @property
+    def tools(self) -> tuple[ToolSpec, ...]:
+        return self.conversation.tools if self.tool_server_url else ()
 
 
 @dataclass(frozen=True)
@@ -63,7 +70,7 @@ class Invocation:
     argv: tuple[str, ...]
     env: Mapping[str, str]  # only this backend's variables; the runner adds the base allowlist
     stdin: str
-    files: Mapping[Path, str] = field(default_factory=dict)  # written (0600) before the start
+    files: Mapping[Path, str | bytes] = field(default_factory=dict)  # written (0600) before the start
 
 
 @dataclass(frozen=True)
@@ -92,22 +99,44 @@ class Backend(ABC):
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
         """The files of a subscription ``login`` (JSON), where the CLI reads them under ``env``."""
 
-    def state_files(self, settings: BackendSettings) -> dict[str, str]:
+    def setup_argv(self, binary: Path) -> tuple[str, ...] | None:
+        """A command run once at cold start whose output :meth:`state_files` needs (None: nothing to run)."""
+        return None
+
+    def state_files(self, settings: BackendSettings, setup_output: str | None) -> dict[str, str]:
         """Files written once, at cold start, under the backend's state dir."""
         return {}
 
     @abstractmethod
     def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
-        """The argv, environment and stdin for one run."""
-
-    def parse_line(self, line: str, model: str | None) -> list[Event]:
-        """Events in one line of the CLI's machine-readable output (``model``: the one passed to it)."""
-        obj = json_object(line)
-        return [] if obj is None else self.parse_object(obj, model)
+        """The argv, environment, stdin and files for one run."""
 
     @abstractmethod
-    def parse_object(self, obj: dict[str, Any], model: str | None) -> list[Event]:
-        """Events in one JSON object the CLI printed (CLIs also print stray non-JSON lines: skipped)."""
+    def parser(self, request: RunRequest) -> OutputParser:
+        """A parser for the output of one run of ``request``."""
+
+
+class OutputParser(ABC):
+    """Turns one run's stdout lines into events; holds what the turn so far has said."""
+
+    def feed(self, line: str) -> list[Event]:
+        """Events in one line of the CLI's machine-readable output (stray non-JSON lines: none)."""
+        obj = json_object(line)
+        return [] if obj is None else self.parse(obj)
+
+    @abstractmethod
+    def parse(self, obj: dict[str, Any]) -> list[Event]:
+        """Events in one JSON object the CLI printed."""
+
+    def usage_so_far(self) -> TokenUsage | None:
+        """The tokens of the turn up to now, for a turn ended before the CLI's own end (a client tool call)."""
+        return None
+
+
+def whole_call(index: int, name: str, arguments: dict[str, Any]) -> list[Event]:
+    """The events of a client tool call that a CLI reports in one piece."""
+    text = json.dumps(arguments, ensure_ascii=False)
+    return [ToolCallStarted(index, name), ToolCallArguments(index, text), ToolCallDone(index, name, text)]
 
 
 def config_dir(env: Mapping[str, str], variable: str, under_home: str) -> Path:

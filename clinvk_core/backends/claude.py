@@ -1,31 +1,41 @@
-"""Claude Code (``claude``): stream-json with partial messages, so text arrives as token deltas."""
+"""Claude Code (``claude``): stream-json with partial messages, so text and tool calls arrive as deltas."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from clinvk_core.backends.base import (
+    TOOL_SERVER,
     Backend,
     BackendSettings,
     Invocation,
+    OutputParser,
     RunPaths,
     RunRequest,
     as_int,
     config_dir,
 )
 from clinvk_core.config import ToolMode
+from clinvk_core.conversation import ImagePart
 from clinvk_core.events import (
     Completed,
     Event,
     Failed,
     FinishReason,
+    ReasoningDelta,
     SessionStarted,
     TextDelta,
     TokenUsage,
+    ToolCallArguments,
+    ToolCallDone,
+    ToolCallStarted,
 )
+from clinvk_core.transcript import numbered_image, render_prompt
 
 # --tools "" removes every tool (and 40 KB from each upstream request).
 _TOOL_FLAGS: dict[ToolMode, tuple[str, ...]] = {
@@ -33,6 +43,9 @@ _TOOL_FLAGS: dict[ToolMode, tuple[str, ...]] = {
     "read-only": ("--tools", "Read,Glob,Grep"),
     "agent": ("--permission-mode", "bypassPermissions"),
 }
+TOOL_PREFIX = f"mcp__{TOOL_SERVER}__"  # how claude names an MCP server's tools for the model
+# OpenAI's reasoning_effort values -> claude's --effort levels.
+_EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "max"}
 
 
 class Claude(Backend):
@@ -47,6 +60,7 @@ class Claude(Backend):
     )
 
     def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
+        conversation = request.conversation
         argv = [
             str(binary),
             "-p",
@@ -58,14 +72,23 @@ class Claude(Backend):
         ]  # fmt: skip
         if request.model:
             argv += ["--model", request.model]
-        if request.system_prompt:
+        if conversation.system:
             flag = "--system-prompt" if settings.tool_mode == "chat" else "--append-system-prompt"
-            argv += [flag, request.system_prompt]
+            argv += [flag, conversation.system]
+        if request.tools:
+            servers = {"mcpServers": {TOOL_SERVER: {"type": "http", "url": request.tool_server_url}}}
+            argv += ["--mcp-config", json.dumps(servers), "--strict-mcp-config", "--allowedTools", f"{TOOL_PREFIX}*"]
+        if conversation.output:
+            argv += ["--json-schema", json.dumps(conversation.output.schema)]
+        if conversation.reasoning_effort in _EFFORT:
+            argv += ["--effort", _EFFORT[conversation.reasoning_effort]]
 
         env = {
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "CLAUDE_CODE_MAX_RETRIES": str(settings.max_retries),
         }
+        if conversation.sampling.max_output_tokens:
+            env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(conversation.sampling.max_output_tokens)
         if settings.tool_mode == "agent":
             env["IS_SANDBOX"] = "1"  # bypassPermissions exits 1 as root without it
         upstream = settings.upstream
@@ -77,42 +100,128 @@ class Claude(Backend):
                 env["ANTHROPIC_BASE_URL"] = upstream.base_url
             if upstream.api_key:
                 env["ANTHROPIC_API_KEY"] = upstream.api_key
-        return Invocation(argv=tuple(argv), env=env, stdin=request.prompt)
+        prompt = render_prompt(conversation)
+        if not conversation.images:
+            return Invocation(argv=tuple(argv), env=env, stdin=prompt)
+        # Images go as content blocks of a stream-json user message, each after the label the prompt uses.
+        argv += ["--input-format", "stream-json"]
+        return Invocation(argv=tuple(argv), env=env, stdin=_user_message(prompt, conversation.images))
 
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
         return {config_dir(env, "CLAUDE_CONFIG_DIR", ".claude") / ".credentials.json": json.dumps(login, indent=2)}
 
-    def parse_object(self, obj: dict[str, Any], model: str | None) -> list[Event]:
+    def parser(self, request: RunRequest) -> ClaudeParser:
+        return ClaudeParser(structured=request.conversation.output is not None)
+
+
+def _user_message(prompt: str, images: list[ImagePart]) -> str:
+    content: list[dict[str, Any]] = []
+    for index, image in enumerate(images):
+        data = base64.b64encode(image.data).decode("ascii")
+        content.append({"type": "text", "text": numbered_image(index, image)})
+        content.append({"type": "image", "source": {"type": "base64", "media_type": image.media_type, "data": data}})
+    content.append({"type": "text", "text": prompt})
+    message = {"type": "user", "message": {"role": "user", "content": content}, "parent_tool_use_id": None}
+    return json.dumps(message) + "\n"
+
+
+@dataclass
+class _Call:
+    index: int
+    name: str
+    arguments: list[str] = field(default_factory=list)
+
+
+class ClaudeParser(OutputParser):
+    """claude's stream-json: deltas from the wrapped Anthropic events, the end from the result line."""
+
+    def __init__(self, *, structured: bool) -> None:
+        self._structured = structured  # the answer is the result line's structured_output, not the text
+        self._calls: dict[int, _Call] = {}  # by content block index, in the current message
+        self._call_count = 0
+        self._usage = self._message_usage = _NONE
+
+    def parse(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
         if kind == "stream_event" and obj.get("parent_tool_use_id") is None:
-            return _text_delta(obj.get("event"))
+            event = obj.get("event")
+            return self._stream_event(event) if isinstance(event, dict) else []
         if kind == "system" and obj.get("subtype") == "init" and isinstance(obj.get("session_id"), str):
             return [SessionStarted(obj["session_id"])]
         if kind == "result":
-            return [_result(obj)]
+            return [self._result(obj)]
         return []
 
+    def usage_so_far(self) -> TokenUsage | None:
+        return self._usage + self._message_usage
 
-def _text_delta(event: Any) -> list[Event]:
-    if not isinstance(event, dict) or event.get("type") != "content_block_delta":
+    def _stream_event(self, event: dict[str, Any]) -> list[Event]:
+        kind = event.get("type")
+        if kind == "message_start":
+            self._usage += self._message_usage
+            self._calls.clear()
+            message = event.get("message")
+            self._message_usage = _usage(message.get("usage") if isinstance(message, dict) else None) or _NONE
+        elif kind == "message_delta" and isinstance(event.get("usage"), dict):
+            output = as_int(event["usage"].get("output_tokens"))
+            usage = self._message_usage
+            self._message_usage = TokenUsage(usage.prompt_tokens, output, usage.cached_tokens)
+        elif kind == "content_block_start":
+            return self._block_start(event)
+        elif kind == "content_block_delta":
+            return self._block_delta(event)
+        elif kind == "content_block_stop" and (call := self._calls.get(as_int(event.get("index")))):
+            return [ToolCallDone(call.index, call.name, "".join(call.arguments) or "{}")]
         return []
-    delta = event.get("delta")
-    if isinstance(delta, dict) and delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
-        return [TextDelta(delta["text"])]
-    return []
+
+    def _block_start(self, event: dict[str, Any]) -> list[Event]:
+        block = event.get("content_block")
+        if not isinstance(block, dict) or block.get("type") != "tool_use":
+            return []
+        name = str(block.get("name", ""))
+        if not name.startswith(TOOL_PREFIX):
+            # One of claude's own tools, run inside the CLI: a built-in one (read-only / agent modes), or
+            # StructuredOutput, whose validated input the result line restates as the whole answer.
+            return []
+        call = _Call(self._call_count, name.removeprefix(TOOL_PREFIX))
+        self._call_count += 1
+        self._calls[as_int(event.get("index"))] = call
+        return [ToolCallStarted(call.index, call.name)]
+
+    def _block_delta(self, event: dict[str, Any]) -> list[Event]:
+        delta = event.get("delta")
+        if not isinstance(delta, dict):
+            return []
+        kind = delta.get("type")
+        if kind == "text_delta" and isinstance(delta.get("text"), str):
+            return [] if self._structured else [TextDelta(delta["text"])]
+        if kind == "thinking_delta" and isinstance(delta.get("thinking"), str):
+            return [ReasoningDelta(delta["thinking"])]
+        call = self._calls.get(as_int(event.get("index")))
+        if kind == "input_json_delta" and call and isinstance(piece := delta.get("partial_json"), str):
+            call.arguments.append(piece)
+            return [ToolCallArguments(call.index, piece)]
+        return []
+
+    def _result(self, obj: dict[str, Any]) -> Event:
+        # On failure claude keeps subtype "success" and sets is_error; result holds its message.
+        if obj.get("is_error") or str(obj.get("subtype", "")).startswith("error"):
+            status = obj.get("api_error_status")
+            message = obj.get("result") or obj.get("subtype") or "claude failed"
+            return Failed(str(message), status if isinstance(status, int) else None)
+        finish: FinishReason = "length" if obj.get("stop_reason") == "max_tokens" else "stop"
+        final_text = obj.get("result")
+        if self._structured and "structured_output" in obj:
+            final_text = json.dumps(obj["structured_output"], ensure_ascii=False)
+        return Completed(_usage(obj.get("usage")), finish, final_text if isinstance(final_text, str) else None)
 
 
-def _result(obj: dict[str, Any]) -> Event:
-    # On failure claude keeps subtype "success" and sets is_error; result holds its message.
-    if obj.get("is_error"):
-        status = obj.get("api_error_status")
-        return Failed(str(obj.get("result") or "claude failed"), status if isinstance(status, int) else None)
-    usage = obj.get("usage")
-    token_usage = None
-    if isinstance(usage, dict):
-        cached = as_int(usage.get("cache_read_input_tokens"))
-        prompt = as_int(usage.get("input_tokens")) + as_int(usage.get("cache_creation_input_tokens")) + cached
-        token_usage = TokenUsage(prompt, as_int(usage.get("output_tokens")), cached)
-    finish: FinishReason = "length" if obj.get("stop_reason") == "max_tokens" else "stop"
-    final_text = obj.get("result")
-    return Completed(token_usage, finish, final_text if isinstance(final_text, str) else None)
+_NONE = TokenUsage(0, 0)
+
+
+def _usage(usage: Any) -> TokenUsage | None:
+    if not isinstance(usage, dict):
+        return None
+    cached = as_int(usage.get("cache_read_input_tokens"))
+    prompt = as_int(usage.get("input_tokens")) + as_int(usage.get("cache_creation_input_tokens")) + cached
+    return TokenUsage(prompt, as_int(usage.get("output_tokens")), cached)

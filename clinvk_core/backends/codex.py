@@ -1,4 +1,4 @@
-"""Codex CLI (``codex exec --json``): no token deltas; each agent message arrives whole."""
+"""Codex CLI (``codex exec --json``): no token deltas; each agent message and tool call arrives whole."""
 
 from __future__ import annotations
 
@@ -9,16 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from clinvk_core.backends.base import (
+    TOOL_SERVER,
     Backend,
     BackendSettings,
     Invocation,
+    OutputParser,
     RunPaths,
     RunRequest,
     as_int,
     config_dir,
+    whole_call,
 )
 from clinvk_core.config import ToolMode
-from clinvk_core.events import Completed, Event, Failed, SessionStarted, TextDelta, TokenUsage
+from clinvk_core.events import Completed, Event, Failed, ReasoningDelta, SessionStarted, TextDelta, TokenUsage
+from clinvk_core.transcript import render_prompt
 
 # codex reads the provider key from the variable its provider entry names.
 KEY_ENV = "CODEX_UPSTREAM_API_KEY"
@@ -38,6 +42,11 @@ _TOOLS_OFF: dict[ToolMode, tuple[str, ...]] = {
     "agent": _NEVER_USEFUL,
 }
 _STATUS = re.compile(r"\bstatus:? (\d{3})\b")
+# Its model catalog, rewritten at cold start: MCP tools declared to the model (not deferred behind a
+# tool_search tool), and in chat mode no apply_patch tool either.
+CATALOG = "models.json"
+_EFFORTS = frozenset({"minimal", "low", "medium", "high", "xhigh"})
+_IMAGE_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 # The npm launcher only execs this native binary; calling it directly saves ~70 ms per request.
 _NATIVE = Path("codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex")
 _NATIVE_ARM = Path("codex-linux-arm64/vendor/aarch64-unknown-linux-musl/bin/codex")
@@ -58,13 +67,30 @@ class Codex(Backend):
         scope = launcher.resolve().parent.parent.parent
         return [scope / _NATIVE, scope / _NATIVE_ARM, launcher]
 
+    def setup_argv(self, binary: Path) -> tuple[str, ...]:
+        return (str(binary), "debug", "models", "--bundled")
+
+    def state_files(self, settings: BackendSettings, setup_output: str | None) -> dict[str, str]:
+        catalog = json.loads(setup_output or "")
+        for model in catalog["models"]:
+            # Every model on the plain Responses API with tools declared as functions: the newer models'
+            # "lite" requests carry tools as input items, reached from code the model writes (code mode),
+            # and MCP tools otherwise hide behind a tool_search tool. Neither declares the client's tools.
+            model |= {"supports_search_tool": False, "tool_mode": None, "use_responses_lite": False}
+            model["experimental_supported_tools"] = []
+            if settings.tool_mode == "chat":  # none of codex's own tools
+                model |= {"apply_patch_tool_type": None, "multi_agent_version": None}
+        return {CATALOG: json.dumps(catalog)}
+
     def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
+        conversation = request.conversation
         argv = [
             str(binary), "exec",
             "--json",
             "--skip-git-repo-check",
             "--ephemeral",
             "--sandbox", _SANDBOX[settings.tool_mode],
+            "-c", f"model_catalog_json={toml_string(str(paths.state / CATALOG))}",
             "-c", "analytics.enabled=false",
             "-c", "check_for_update_on_startup=false",
             "-c", "features.plugins=false",
@@ -77,8 +103,24 @@ class Codex(Backend):
             argv += ["-c", setting]
         if request.model:
             argv += ["--model", request.model]
-        if request.system_prompt:
-            argv += ["-c", f"developer_instructions={toml_string(request.system_prompt)}"]
+        if conversation.system:
+            argv += ["-c", f"developer_instructions={toml_string(conversation.system)}"]
+        if request.tools and request.tool_server_url:
+            server = f"mcp_servers.{TOOL_SERVER}"
+            argv += ["-c", f"{server}.url={toml_string(request.tool_server_url)}"]
+            # exec cannot ask for approval: without this every call is refused.
+            argv += ["-c", f'{server}.default_tools_approval_mode="approve"']
+        if conversation.reasoning_effort in _EFFORTS:
+            argv += ["-c", f"model_reasoning_effort={toml_string(conversation.reasoning_effort or '')}"]
+        files: dict[Path, str | bytes] = {}
+        if conversation.output:
+            schema_file = paths.scratch / "output-schema.json"
+            files[schema_file] = json.dumps(conversation.output.schema)
+            argv += ["--output-schema", str(schema_file)]
+        for index, image in enumerate(conversation.images):
+            image_file = paths.scratch / "images" / f"{index + 1}{_IMAGE_SUFFIX.get(image.media_type, '')}"
+            files[image_file] = image.data
+            argv += ["--image", str(image_file)]
 
         env: dict[str, str] = {}
         upstream = settings.upstream
@@ -95,19 +137,36 @@ class Codex(Backend):
             env |= {"HOME": str(paths.run_home), "CODEX_HOME": str(paths.home)}
             env[KEY_ENV] = upstream.api_key or ""
         argv.append("-")  # the prompt comes on stdin
-        return Invocation(argv=tuple(argv), env=env, stdin=request.prompt)
+        return Invocation(argv=tuple(argv), env=env, stdin=render_prompt(conversation), files=files)
 
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
         return {config_dir(env, "CODEX_HOME", ".codex") / "auth.json": json.dumps(login, indent=2)}
 
-    def parse_object(self, obj: dict[str, Any], model: str | None) -> list[Event]:
+    def parser(self, request: RunRequest) -> CodexParser:
+        return CodexParser()
+
+
+class CodexParser(OutputParser):
+    """codex's --json events: whole agent messages, reasoning summaries and MCP tool calls."""
+
+    def __init__(self) -> None:
+        self._calls = 0
+
+    def parse(self, obj: dict[str, Any]) -> list[Event]:
         kind = obj.get("type")
+        item: dict[str, Any] = obj["item"] if isinstance(obj.get("item"), dict) else {}
         if kind == "thread.started" and isinstance(obj.get("thread_id"), str):
             return [SessionStarted(obj["thread_id"])]
-        if kind == "item.completed":
-            item = obj.get("item")
-            if isinstance(item, dict) and item.get("type") == "agent_message" and isinstance(item.get("text"), str):
-                return [TextDelta(item["text"])]
+        if kind == "item.started" and item.get("type") == "mcp_tool_call" and item.get("server") == TOOL_SERVER:
+            # The call as codex starts it; it reaches the bridge within a millisecond.
+            arguments = item.get("arguments")
+            self._calls += 1
+            return whole_call(self._calls - 1, str(item.get("tool")), arguments if isinstance(arguments, dict) else {})
+        if kind == "item.completed" and isinstance(text := item.get("text"), str):
+            if item.get("type") == "agent_message":
+                return [TextDelta(text)]
+            if item.get("type") == "reasoning":
+                return [ReasoningDelta(text)]
         elif kind == "turn.completed":
             return [Completed(_usage(obj.get("usage")))]
         elif kind == "turn.failed":
@@ -126,4 +185,5 @@ def _usage(usage: Any) -> TokenUsage | None:
         prompt_tokens=as_int(usage.get("input_tokens")),
         completion_tokens=as_int(usage.get("output_tokens")),
         cached_tokens=as_int(usage.get("cached_input_tokens")),
+        reasoning_tokens=as_int(usage.get("reasoning_output_tokens")),
     )

@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from clinvk_core.errors import GatewayError, InvalidRequest, UpstreamFailed
-from clinvk_core.events import Completed, Event, SessionStarted, TextDelta
+from clinvk_core.answer import collect
+from clinvk_core.errors import GatewayError, InvalidRequest
+from clinvk_core.events import Event
 from clinvk_core.gateway import Gateway
+from clinvk_core.images import ImageLoader
 from clinvk_core.openai.errors import error_response
-from clinvk_core.openai.prompt import build_conversation
 from clinvk_core.openai.render import ResponseMeta, completion
-from clinvk_core.openai.run_response import RunResponse
-from clinvk_core.openai.schema import ChatCompletion, ChatCompletionRequest
-from clinvk_core.openai.stream import ChatCompletionStream
-from clinvk_core.web import request_deadline
-from clinvk_core.web.access_log import RequestLog, request_log
+from clinvk_core.openai.schema import ChatCompletionRequest
+from clinvk_core.openai.stream import ChatCompletionStream, Choices, OpenChoices
+from clinvk_core.openai.translate import to_conversation
+from clinvk_core.web.access_log import request_log
+from clinvk_core.web.run_response import OpenRun, RunResponse
+from clinvk_core.web.turn import open_turn
 
-# Claude and codex take the system prompt as one argv string, which Linux caps at 128 KiB.
-MAX_SYSTEM_PROMPT_BYTES = 100_000
+MAX_CHOICES = 8  # n: each choice is a CLI run of its own
 
 
 async def chat_completion(body: ChatCompletionRequest, request: Request, gateway: Gateway) -> Response:
@@ -38,89 +40,65 @@ async def chat_completion(body: ChatCompletionRequest, request: Request, gateway
         )
     route = gateway.route(body.model)
     record.note(backend=route.backend)
-    conversation = build_conversation(body.messages)
-    _check_size(conversation.prompt, conversation.system_prompt, gateway.settings.max_prompt_chars)
-    deadline = request_deadline(request.scope, dict(request.headers), gateway.settings.timeout_seconds)
-    meta = ResponseMeta(id=f"chatcmpl-{secrets.token_hex(12)}", created=int(time.time()), model=body.model)
-
-    @asynccontextmanager
-    async def open_run() -> AsyncIterator[AsyncIterator[Event]]:
-        async with gateway.run(route, conversation.prompt, conversation.system_prompt, deadline) as events:
-            logged = _logged(events, record)
-            try:
-                yield logged
-            finally:
-                await logged.aclose()
-
+    conversation = await to_conversation(body, image_loader(gateway))
+    open_run = open_turn(gateway, route, conversation, request)
+    meta = ResponseMeta(
+        id=f"chatcmpl-{secrets.token_hex(12)}",
+        created=int(time.time()),
+        model=body.model,
+        legacy_functions=bool(body.functions) and not body.tools,
+        include_reasoning=body.include_reasoning is True,
+    )
+    choices = open_choices(open_run, body.n or 1)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        return ChatCompletionStream(open_run, meta, include_usage, gateway.settings.keepalive_seconds)
-    return ChatCompletionJSON(open_run, meta)
+        return ChatCompletionStream(choices, meta, include_usage, gateway.settings.keepalive_seconds)
+    return ChatCompletionJSON(choices, meta)
 
 
-class ChatCompletionJSON(RunResponse):
-    """The buffered answer: one ``chat.completion`` object once the CLI ends its turn."""
+def image_loader(gateway: Gateway) -> ImageLoader:
+    settings = gateway.settings
+    return ImageLoader(
+        max_bytes=settings.max_image_bytes,
+        max_images=settings.max_images,
+        policy=settings.image_urls,
+        timeout=settings.image_fetch_timeout_seconds,
+    )
 
-    async def answer(self, events: AsyncIterator[Event], scope: Scope, receive: Receive, send: Send) -> None:
+
+def open_choices(open_run: OpenRun, n: int) -> OpenChoices:
+    """Opens ``n`` runs of the same turn, one per choice (each counts against the in-flight limit)."""
+
+    @asynccontextmanager
+    async def open_all() -> AsyncIterator[Sequence[AsyncIterator[Event]]]:
+        async with AsyncExitStack() as stack:
+            yield [await stack.enter_async_context(open_run()) for _ in range(n)]
+
+    return open_all
+
+
+class ChatCompletionJSON(RunResponse[Choices]):
+    """The buffered answer: one ``chat.completion`` object once every choice's CLI ends its turn."""
+
+    def __init__(self, open_choices: OpenChoices, meta: ResponseMeta) -> None:
+        super().__init__(open_choices, error_response)
+        self._meta = meta
+
+    async def answer(self, events: Choices, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            response: Response = JSONResponse((await self._collect(events)).model_dump())
+            answers = await asyncio.gather(*(collect(choice) for choice in events))
+            response: Response = JSONResponse(completion(self._meta, list(answers)).model_dump())
         except GatewayError as error:
             response = error_response(error)
         await response(scope, receive, send)
 
-    async def _collect(self, events: AsyncIterator[Event]) -> ChatCompletion:
-        parts: list[str] = []
-        async for event in events:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            elif isinstance(event, Completed):
-                return completion(self._meta, "".join(parts), event)
-        raise UpstreamFailed("The CLI ended without completing the turn.")  # the gateway raises first
-
-
-async def _logged(events: AsyncIterator[Event], record: RequestLog) -> AsyncGenerator[Event, None]:
-    """The events, noting in the request's log line what they say: session, first token, usage, failure."""
-    try:
-        async for event in events:
-            if isinstance(event, SessionStarted):
-                record.note(session_id=event.session_id)
-            elif isinstance(event, TextDelta) and "first_token_ms" not in record.fields:
-                record.note(first_token_ms=record.elapsed_ms())
-            elif isinstance(event, Completed) and event.usage:
-                usage = event.usage
-                record.note(
-                    prompt_tokens=usage.prompt_tokens,
-                    completion_tokens=usage.completion_tokens,
-                    cached_tokens=usage.cached_tokens,
-                )
-            yield event
-    except GatewayError as error:
-        record.note(error=error.code or error.type)
-        raise
-
-
-def _check_size(prompt: str, system_prompt: str | None, max_chars: int) -> None:
-    total = len(prompt) + len(system_prompt or "")
-    if total > max_chars:
-        raise InvalidRequest(
-            f"The conversation is too long: {total} characters (the limit is {max_chars}).",
-            param="messages",
-            code="context_length_exceeded",
-        )
-    if system_prompt and len(system_prompt.encode("utf-8")) > MAX_SYSTEM_PROMPT_BYTES:
-        raise InvalidRequest(
-            f"The system and developer messages are too long together (over {MAX_SYSTEM_PROMPT_BYTES} bytes).",
-            param="messages",
-            code="context_length_exceeded",
-        )
-
 
 def _reject_unsupported(body: ChatCompletionRequest) -> None:
     """400 for fields whose meaning clinvk cannot honour and which would silently change the answer."""
-    if body.n is not None and body.n != 1:
-        raise InvalidRequest("Only n=1 is supported: each request runs the CLI once.", param="n")
-    if body.tools or body.functions:
-        param = "tools" if body.tools else "functions"
-        raise InvalidRequest("Tool calling is not supported yet; send the request without tools.", param=param)
-    if body.response_format and body.response_format.get("type", "text") != "text":
-        raise InvalidRequest("Only response_format type 'text' is supported.", param="response_format")
+    if body.n is not None and not 1 <= body.n <= MAX_CHOICES:
+        raise InvalidRequest(f"'n' must be between 1 and {MAX_CHOICES}: each choice is one run of the CLI.", param="n")
+    if body.logprobs or body.top_logprobs:
+        raise InvalidRequest(
+            "logprobs are not available: none of the CLIs reports token log probabilities.",
+            param="logprobs" if body.logprobs else "top_logprobs",
+        )

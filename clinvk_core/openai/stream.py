@@ -1,88 +1,151 @@
 """The SSE response for ``stream: true``: headers at once, chunks as the CLI produces them.
 
 Once the headers are out, a failure is one ``data: {"error":...}`` event and the end of the stream.
+With ``n`` > 1 the choices' runs stream side by side, each chunk naming its choice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
 from clinvk_core.errors import GatewayError, UpstreamFailed
-from clinvk_core.events import Completed, Event, TextDelta
-from clinvk_core.openai.render import DONE, KEEPALIVE, ResponseMeta, chunk, error_event, usage_chunk
-from clinvk_core.openai.run_response import OpenRun, RunResponse
+from clinvk_core.events import (
+    Completed,
+    Event,
+    ReasoningDelta,
+    TextDelta,
+    TokenUsage,
+    ToolCallArguments,
+    ToolCallStarted,
+)
+from clinvk_core.openai.errors import error_response
+from clinvk_core.openai.render import (
+    DONE,
+    KEEPALIVE,
+    ResponseMeta,
+    call_id,
+    chunk,
+    error_event,
+    finish_reason,
+    usage_chunk,
+)
+from clinvk_core.web.run_response import SSE_HEADERS, RunResponse, send_body, with_keepalive
 
-T = TypeVar("T")
 log = logging.getLogger("clinvk")
-
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
+Choices = Sequence[AsyncIterator[Event]]
+OpenChoices = Callable[[], AbstractAsyncContextManager[Choices]]
 
 
-class ChatCompletionStream(RunResponse):
-    def __init__(self, open_run: OpenRun, meta: ResponseMeta, include_usage: bool, keepalive: float) -> None:
-        super().__init__(open_run, meta)
+class ChatCompletionStream(RunResponse[Choices]):
+    def __init__(
+        self,
+        open_choices: OpenChoices,
+        meta: ResponseMeta,
+        include_usage: bool,
+        keepalive: float,
+    ) -> None:
+        super().__init__(open_choices, error_response)
+        self._meta = meta
         self._include_usage = include_usage
         self._keepalive = keepalive
 
-    async def answer(self, events: AsyncIterator[Event], scope: Scope, receive: Receive, send: Send) -> None:
+    async def answer(self, events: Choices, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await _body(send, chunk(self._meta, {"role": "assistant", "content": ""}))
+        for index in range(len(events)):
+            await send_body(send, chunk(self._meta, {"role": "assistant", "content": ""}, index=index))
         try:
             await self._relay(events, send)
         except GatewayError as error:
-            await _body(send, error_event(error))
+            await send_body(send, error_event(error))
         except Exception as error:  # a bug must still end the stream cleanly, without a traceback
             log.error("stream failed: %s", type(error).__name__)
-            await _body(send, error_event(GatewayError("Internal error in the gateway.")))
+            await send_body(send, error_event(GatewayError("Internal error in the gateway.")))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _relay(self, events: AsyncIterator[Event], send: Send) -> None:
-        async for event in with_keepalive(events, self._keepalive):
-            if event is None:
-                await _body(send, KEEPALIVE)
-            elif isinstance(event, TextDelta) and event.text:
-                await _body(send, chunk(self._meta, {"content": event.text}))
-            elif isinstance(event, Completed):
-                # Finish now: the CLI's own exit and clean-up happen after the client has its answer.
-                await _body(send, chunk(self._meta, {}, event.finish_reason))
-                if self._include_usage:
-                    await _body(send, usage_chunk(self._meta, event.usage))
-                await _body(send, DONE)
-                return
-        raise UpstreamFailed("The CLI ended without completing the turn.")
-
-
-async def _body(send: Send, data: bytes) -> None:
-    await send({"type": "http.response.body", "body": data, "more_body": True})
-
-
-async def with_keepalive(source: AsyncIterator[T], interval: float) -> AsyncIterator[T | None]:
-    """The items of ``source``, and None each time it has been silent for ``interval`` seconds."""
-    pending: asyncio.Future[T] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(source))
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield None
+    async def _relay(self, choices: Choices, send: Send) -> None:
+        usages: list[TokenUsage | None] = []
+        ids: dict[tuple[int, int], str] = {}  # (choice, call index) -> the call's id
+        async for item in with_keepalive(_merged(choices), self._keepalive):
+            if item is None:
+                await send_body(send, KEEPALIVE)
                 continue
-            finished, pending = pending, None
-            try:
-                item = finished.result()
-            except StopAsyncIteration:
-                return
-            yield item
+            index, event = item
+            if isinstance(event, Completed):
+                # Finish now: the CLI's own exit and clean-up happen after the client has its answer.
+                await send_body(send, chunk(self._meta, {}, finish_reason(self._meta, event), index=index))
+                usages.append(event.usage)
+            elif (delta := self._delta(event, index, ids)) is not None:
+                await send_body(send, chunk(self._meta, delta, index=index))
+        if len(usages) < len(choices):
+            raise UpstreamFailed("The CLI ended without completing the turn.")
+        if self._include_usage:
+            usage = None if None in usages else sum((u for u in usages if u), TokenUsage(0, 0))
+            await send_body(send, usage_chunk(self._meta, usage))
+        await send_body(send, DONE)
+
+    def _delta(self, event: Event, index: int, ids: dict[tuple[int, int], str]) -> dict[str, Any] | None:
+        """The chunk delta an event makes, in the request's style (None: nothing to send)."""
+        if isinstance(event, TextDelta) and event.text:
+            return {"content": event.text}
+        if isinstance(event, ReasoningDelta) and self._meta.include_reasoning and event.text:
+            return {"reasoning_content": event.text}
+        legacy = self._meta.legacy_functions
+        if isinstance(event, ToolCallStarted) and not (legacy and event.index):
+            if legacy:
+                return {"function_call": {"name": event.name, "arguments": ""}}
+            ids[index, event.index] = call_id()
+            function = {"name": event.name, "arguments": ""}
+            return {"tool_calls": [{"index": event.index, "id": ids[index, event.index], "type": "function",
+                                    "function": function}]}  # fmt: skip
+        if isinstance(event, ToolCallArguments) and event.delta and not (legacy and event.index):
+            if legacy:
+                return {"function_call": {"arguments": event.delta}}
+            return {"tool_calls": [{"index": event.index, "function": {"arguments": event.delta}}]}
+        return None
+
+
+async def _merged(choices: Choices) -> AsyncIterator[tuple[int, Event]]:
+    """The events of every choice's run up to its end of turn as they come, tagged with the choice's index."""
+    if len(choices) == 1:
+        async for event in _until_completed(choices[0]):
+            yield 0, event
+        return
+    queue: asyncio.Queue[tuple[int, Event] | BaseException | None] = asyncio.Queue()
+
+    async def pump(index: int, events: AsyncIterator[Event]) -> None:
+        try:
+            async for event in _until_completed(events):
+                await queue.put((index, event))
+            await queue.put(None)
+        except Exception as error:  # handed to the reader, which raises it
+            await queue.put(error)
+
+    tasks = [asyncio.ensure_future(pump(index, events)) for index, events in enumerate(choices)]
+    try:
+        finished = 0
+        while finished < len(choices):
+            item = await queue.get()
+            if item is None:
+                finished += 1
+            elif isinstance(item, BaseException):
+                raise item
+            else:
+                yield item
     finally:
-        if pending is not None:
-            pending.cancel()
-            await asyncio.gather(pending, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _until_completed(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """The events up to the end of the turn: what follows it (the CLI's exit) nobody waits for."""
+    async for event in events:
+        yield event
+        if isinstance(event, Completed):
+            return

@@ -55,6 +55,7 @@ __all__ = [
     "FakeUpstream",
     "RecordedRequest",
     "Script",
+    "ScriptedCall",
     "ToolCall",
     "Usage",
     "main",
@@ -101,6 +102,8 @@ class Script:
     echo: bool = False  # reply = text + " " + the last user text of the request
     tool_command: str | None = None  # first answer a shell tool call running this (see module doc)
     tool_echo: bool = False  # after the tool ran: reply = text + "\n" + the tool result the CLI sent
+    # Calls of declared tools, all in one model turn, until a tool result comes back (see module doc).
+    tool_calls: list[ScriptedCall] | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> Script:
@@ -111,7 +114,23 @@ class Script:
         chunks = values.get("chunks")
         if chunks is not None and not all(isinstance(chunk, str) for chunk in chunks):
             raise ValueError("script.chunks must be a list of strings")
+        if values.get("tool_calls") is not None:
+            values["tool_calls"] = [
+                ScriptedCall(**_checked_fields(call, _CALL_TYPES, "tool_calls[]")) for call in values["tool_calls"]
+            ]
         return cls(**values)
+
+
+@dataclass
+class ScriptedCall:
+    """A call the fake's model makes of a tool the request declares, found by the client's own name.
+
+    ``name`` matches a declared tool of that exact name, else one whose name ends with ``_`` + name
+    (how the CLIs prefix the tools of an MCP server: ``mcp__clinvk__get_weather``, ``mcp_clinvk_get_weather``).
+    """
+
+    name: str
+    arguments: _JSON = field(default_factory=dict)
 
 
 _USAGE_TYPES: dict[str, tuple[type, ...]] = {
@@ -130,7 +149,9 @@ _SCRIPT_TYPES: dict[str, tuple[type, ...]] = {
     "echo": (bool,),
     "tool_command": (str, type(None)),
     "tool_echo": (bool,),
+    "tool_calls": (list, type(None)),
 }
+_CALL_TYPES: dict[str, tuple[type, ...]] = {"name": (str,), "arguments": (dict,)}
 
 
 def _checked_fields(data: Any, types: dict[str, tuple[type, ...]], what: str) -> dict[str, Any]:
@@ -232,10 +253,11 @@ def _reply_chunks(script: Script, provider: str, body: Any) -> list[str]:
 
 @dataclass(frozen=True)
 class ToolCall:
-    """A call of the CLI's shell tool, as the fake's model makes it."""
+    """A call of a tool, as the fake's model makes it."""
 
     name: str
     arguments: _JSON
+    namespace: str | None = None  # Responses API: the namespace the tool is declared in (codex's MCP tools)
 
 
 # The shell tool of each CLI, by provider: names in order of preference, the first one the default.
@@ -244,27 +266,45 @@ SHELL_TOOLS: dict[str, tuple[str, ...]] = {
     "openai": ("exec_command", "shell_command", "shell"),  # codex, depending on version and features
     "gemini": ("run_shell_command",),
 }
+TRANSCRIPT_RESULT = "<tool_result"
+"""How a tool result shows in a prompt that carries the conversation as a transcript (clinvk's)."""
 
 
-def _offered_tools(provider: str, body: Any) -> dict[str, _JSON]:
+@dataclass(frozen=True)
+class _Offered:
+    schema: _JSON
+    namespace: str | None = None
+
+
+def _offered_tools(provider: str, body: Any) -> dict[str, _Offered]:
     """The tools a request offers the model, by name, each with its parameters' JSON schema."""
     tools = body.get("tools") if isinstance(body, dict) else None
-    declarations: list[Any] = []
-    if isinstance(tools, list):
-        if provider == "gemini":
-            for tool in tools:
-                if isinstance(tool, dict) and isinstance(tool.get("functionDeclarations"), list):
-                    declarations += tool["functionDeclarations"]
+    declarations: list[tuple[Any, str | None]] = []
+    for tool in tools if isinstance(tools, list) else []:
+        if not isinstance(tool, dict):
+            continue
+        if provider == "gemini" and isinstance(tool.get("functionDeclarations"), list):
+            declarations += [(declared, None) for declared in tool["functionDeclarations"]]
+        elif tool.get("type") == "namespace" and isinstance(tool.get("tools"), list):
+            declarations += [(inner, str(tool.get("name"))) for inner in tool["tools"]]
         else:
-            declarations = tools
+            declarations.append((tool, None))
     schema_key = {"anthropic": "input_schema", "openai": "parameters"}.get(provider)
-    offered: dict[str, _JSON] = {}
-    for tool in declarations:
+    offered: dict[str, _Offered] = {}
+    for tool, namespace in declarations:
         if isinstance(tool, dict) and isinstance(tool.get("name"), str):
             keys = (schema_key,) if schema_key else ("parametersJsonSchema", "parameters")
             schema: _JSON = next((tool[k] for k in keys if isinstance(tool.get(k), dict)), {})
-            offered[tool["name"]] = schema
+            offered[tool["name"]] = _Offered(schema, namespace)
     return offered
+
+
+def declared_call(provider: str, body: Any, call: ScriptedCall) -> ToolCall:
+    """The call of the declared tool ``call`` names (see :class:`ScriptedCall`); as named when none matches."""
+    offered = _offered_tools(provider, body)
+    name = call.name if call.name in offered else next((n for n in offered if n.endswith("_" + call.name)), call.name)
+    declared = offered.get(name)
+    return ToolCall(name, call.arguments, declared.namespace if declared else None)
 
 
 def shell_call(provider: str, body: Any, command: str) -> ToolCall:
@@ -275,7 +315,7 @@ def shell_call(provider: str, body: Any, command: str) -> ToolCall:
     offered = _offered_tools(provider, body)
     names = SHELL_TOOLS.get(provider, ("shell",))
     name = next((n for n in names if n in offered), names[0])
-    properties = offered.get(name, {}).get("properties")
+    properties = offered[name].schema.get("properties") if name in offered else None
     if not isinstance(properties, dict) or not properties:
         properties = {"cmd": {"type": "string"}} if name == "exec_command" else {"command": {"type": "string"}}
     if "cmd" in properties:
@@ -322,11 +362,14 @@ def tool_result(provider: str, body: Any) -> str | None:
     return results[-1] if results else None
 
 
-def _wants_tool_call(script: Script, provider: str, body: Any) -> ToolCall | None:
-    """The shell call to answer with: a tool command is scripted and no tool result came back yet."""
-    if script.tool_command is None or tool_result(provider, body) is not None:
-        return None
-    return shell_call(provider, body, script.tool_command)
+def _wanted_calls(script: Script, provider: str, body: Any) -> list[ToolCall]:
+    """The calls to answer with: some are scripted and no tool result came back yet."""
+    answered = tool_result(provider, body) is not None or TRANSCRIPT_RESULT in _last_user_text(provider, body)
+    if answered:
+        return []
+    if script.tool_command is not None:
+        return [shell_call(provider, body, script.tool_command)]
+    return [declared_call(provider, body, call) for call in script.tool_calls or []]
 
 
 _DEFAULT_ERROR_MESSAGES = {
@@ -452,22 +495,23 @@ def _anthropic_tool_use(call: ToolCall) -> _JSON:
     return {"type": "tool_use", "id": _new_id("toolu_fake_"), "name": call.name, "input": call.arguments}
 
 
-def _anthropic_call_message(msg_id: str, model: str, call: ToolCall, usage: Usage) -> _JSON:
+def _anthropic_call_message(msg_id: str, model: str, calls: list[ToolCall], usage: Usage) -> _JSON:
     message = _anthropic_message(msg_id, model, "", usage)
-    message["content"], message["stop_reason"] = [_anthropic_tool_use(call)], "tool_use"
+    message["content"], message["stop_reason"] = [_anthropic_tool_use(call) for call in calls], "tool_use"
     return message
 
 
-def _anthropic_call_events(msg_id: str, model: str, call: ToolCall, usage: Usage) -> Iterable[bytes]:
-    """Events of a streamed Anthropic message whose only block is a ``tool_use`` (input as one JSON delta)."""
+def _anthropic_call_events(msg_id: str, model: str, calls: list[ToolCall], usage: Usage) -> Iterable[bytes]:
+    """Events of a streamed Anthropic message of ``tool_use`` blocks (each input as one JSON delta)."""
     start = _anthropic_message(msg_id, model, "", usage)
     start["content"], start["stop_reason"] = [], None
     yield _sse({"type": "message_start", "message": start}, "message_start")
-    block = {**_anthropic_tool_use(call), "input": {}}
-    yield _sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
-    delta = {"type": "input_json_delta", "partial_json": json.dumps(call.arguments)}
-    yield _sse({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
-    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    for index, call in enumerate(calls):
+        block = {**_anthropic_tool_use(call), "input": {}}
+        yield _sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start")
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(call.arguments)}
+        yield _sse({"type": "content_block_delta", "index": index, "delta": delta}, "content_block_delta")
+        yield _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
     message_delta = {
         "type": "message_delta",
         "delta": {"stop_reason": "tool_use", "stop_sequence": None},
@@ -542,7 +586,7 @@ def _responses_object(resp_id: str, model: str, status: str, output: list[_JSON]
 
 def _responses_call_item(item_id: str, call_id: str, call: ToolCall, status: str) -> _JSON:
     arguments = json.dumps(call.arguments) if status == "completed" else ""
-    return {
+    item = {
         "id": item_id,
         "type": "function_call",
         "status": status,
@@ -550,27 +594,32 @@ def _responses_call_item(item_id: str, call_id: str, call: ToolCall, status: str
         "name": call.name,
         "arguments": arguments,
     }
+    return item if call.namespace is None else {**item, "namespace": call.namespace}
 
 
-def _responses_call_events(resp_id: str, model: str, call: ToolCall, usage: Usage) -> Iterable[bytes]:
-    """Events of a streamed Responses turn whose only output is one ``function_call``."""
-    item_id, call_id = _new_id("fc_fake_"), _new_id("call_fake_")
+def _responses_call_items(calls: list[ToolCall]) -> list[_JSON]:
+    return [_responses_call_item(_new_id("fc_fake_"), _new_id("call_fake_"), call, "completed") for call in calls]
+
+
+def _responses_call_events(resp_id: str, model: str, calls: list[ToolCall], usage: Usage) -> Iterable[bytes]:
+    """Events of a streamed Responses turn whose outputs are ``function_call`` items."""
     seq = itertools.count()
 
     def ev(kind: str, **data: Any) -> bytes:
         return _sse({"type": kind, "sequence_number": next(seq), **data}, kind)
 
-    arguments = json.dumps(call.arguments)
     yield ev("response.created", response=_responses_object(resp_id, model, "in_progress", [], None))
     yield ev("response.in_progress", response=_responses_object(resp_id, model, "in_progress", [], None))
-    added = _responses_call_item(item_id, call_id, call, "in_progress")
-    yield ev("response.output_item.added", output_index=0, item=added)
-    loc = {"item_id": item_id, "output_index": 0}
-    yield ev("response.function_call_arguments.delta", **loc, delta=arguments)
-    yield ev("response.function_call_arguments.done", **loc, arguments=arguments)
-    done_item = _responses_call_item(item_id, call_id, call, "completed")
-    yield ev("response.output_item.done", output_index=0, item=done_item)
-    final = _responses_object(resp_id, model, "completed", [done_item], _responses_usage(usage))
+    done_items = _responses_call_items(calls)
+    for index, (call, done_item) in enumerate(zip(calls, done_items, strict=True)):
+        item_id, call_id, arguments = done_item["id"], done_item["call_id"], done_item["arguments"]
+        added = _responses_call_item(item_id, call_id, call, "in_progress")
+        yield ev("response.output_item.added", output_index=index, item=added)
+        loc = {"item_id": item_id, "output_index": index}
+        yield ev("response.function_call_arguments.delta", **loc, delta=arguments)
+        yield ev("response.function_call_arguments.done", **loc, arguments=arguments)
+        yield ev("response.output_item.done", output_index=index, item=done_item)
+    final = _responses_object(resp_id, model, "completed", done_items, _responses_usage(usage))
     yield ev("response.completed", response=final)
 
 
@@ -620,9 +669,10 @@ def _gemini_chunk(model: str, resp_id: str, text: str, final: bool, usage: Usage
     return chunk
 
 
-def _gemini_call_chunk(model: str, resp_id: str, call: ToolCall, usage: Usage) -> _JSON:
+def _gemini_call_chunk(model: str, resp_id: str, calls: list[ToolCall], usage: Usage) -> _JSON:
     chunk = _gemini_chunk(model, resp_id, "", True, usage)
-    chunk["candidates"][0]["content"]["parts"] = [{"functionCall": {"name": call.name, "args": call.arguments}}]
+    parts = [{"functionCall": {"name": call.name, "args": call.arguments}} for call in calls]
+    chunk["candidates"][0]["content"]["parts"] = parts
     return chunk
 
 
@@ -898,10 +948,10 @@ class FakeUpstream:
         model = str(body.get("model", "claude-fake"))
         msg_id = _new_id("msg_fake_")
         headers = {"request-id": _new_id("req_fake_")}
-        if (call := _wants_tool_call(script, "anthropic", body)) is not None:
+        if calls := _wanted_calls(script, "anthropic", body):
             if not body.get("stream"):
-                return JSONResponse(_anthropic_call_message(msg_id, model, call, script.usage), headers=headers)
-            events = _anthropic_call_events(msg_id, model, call, script.usage)
+                return JSONResponse(_anthropic_call_message(msg_id, model, calls, script.usage), headers=headers)
+            events = _anthropic_call_events(msg_id, model, calls, script.usage)
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         chunks = _reply_chunks(script, "anthropic", body)
         if not body.get("stream"):
@@ -917,12 +967,11 @@ class FakeUpstream:
         body = recorded.body if isinstance(recorded.body, dict) else {}
         model = str(body.get("model", "gpt-fake"))
         resp_id = _new_id("resp_fake_")
-        if (call := _wants_tool_call(script, "openai", body)) is not None:
+        if calls := _wanted_calls(script, "openai", body):
             if not body.get("stream"):
-                item = _responses_call_item(_new_id("fc_fake_"), _new_id("call_fake_"), call, "completed")
                 usage = _responses_usage(script.usage)
-                return JSONResponse(_responses_object(resp_id, model, "completed", [item], usage))
-            events = _responses_call_events(resp_id, model, call, script.usage)
+                return JSONResponse(_responses_object(resp_id, model, "completed", _responses_call_items(calls), usage))
+            events = _responses_call_events(resp_id, model, calls, script.usage)
             return StreamingResponse(events, media_type="text/event-stream")
         chunks = _reply_chunks(script, "openai", body)
         if not body.get("stream"):
@@ -950,8 +999,8 @@ class FakeUpstream:
         if (failure := await self._script_failure("gemini", script, request)) is not None:
             return failure
         resp_id = _new_id("fake-")
-        if (call := _wants_tool_call(script, "gemini", recorded.body)) is not None:
-            chunk = _gemini_call_chunk(model, resp_id, call, script.usage)
+        if calls := _wanted_calls(script, "gemini", recorded.body):
+            chunk = _gemini_call_chunk(model, resp_id, calls, script.usage)
             if method == "generateContent":
                 return JSONResponse(chunk)
             return StreamingResponse(iter([_sse(chunk)]), media_type="text/event-stream")

@@ -28,8 +28,10 @@ CLI_NAMES = ("claude", "codex", "gemini")
 
 # Records its pid, argv (NUL-separated), environment, working directory and stdin; then replays
 # NAME.out / NAME.err, sleeps NAME.sleep seconds and exits with NAME.code, all from the control dir.
+# Asked for codex's model catalog (once, at a cold start), it answers an empty one.
 _FAKE_CLI = """#!/bin/sh
 ctl='{control}/{name}'
+if [ "$*" = "debug models --bundled" ]; then echo '{{"models": []}}'; exit 0; fi  # codex's catalog, at cold start
 echo $$ > "$ctl.pid"
 printf '%s\\0' "$@" > "$ctl.argv"
 env -0 > "$ctl.env"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -13,9 +14,19 @@ import pytest
 
 from clinvk_core.backends import BACKENDS, Backend, BackendSettings, Invocation, RunPaths, RunRequest
 from clinvk_core.backends.claude import Claude
-from clinvk_core.backends.codex import KEY_ENV, Codex, toml_string
+from clinvk_core.backends.codex import CATALOG, KEY_ENV, Codex, toml_string
 from clinvk_core.backends.gemini import SYSTEM_SETTINGS, Gemini
 from clinvk_core.config import ToolMode, Upstream
+from clinvk_core.conversation import (
+    Conversation,
+    ImagePart,
+    OutputFormat,
+    Sampling,
+    TextPart,
+    ToolChoice,
+    ToolSpec,
+    Turn,
+)
 
 BINARY = Path("/opt/clis/bin/the-cli")
 PROMPT = "PROMPT-CANARY-7f3a: say pong\nsecond line"
@@ -47,9 +58,15 @@ def build(
     tool_mode: ToolMode = "chat",
     retries: int = 1,
 ) -> Invocation:
-    request = RunRequest(prompt=PROMPT, system_prompt=system, model=model)
     settings = BackendSettings(upstream=upstream or Upstream(), tool_mode=tool_mode, max_retries=retries)
-    return backend.invocation(BINARY, request, paths, settings)
+    return backend.invocation(BINARY, run_request(system=system, model=model), paths, settings)
+
+
+def run_request(*, system: str | None = SYSTEM, model: str | None = None, **fields: Any) -> RunRequest:
+    """A one-turn request for PROMPT; ``fields`` go into the Conversation (``tool_server_url`` into the request)."""
+    server = fields.pop("tool_server_url", None)
+    conversation = Conversation((Turn("user", (TextPart(PROMPT),)),), system=system, **fields)
+    return RunRequest(conversation, model, server)
 
 
 @pytest.mark.parametrize("backend", list(BACKENDS.values()), ids=list(BACKENDS))
@@ -307,25 +324,24 @@ def test_gemini_system_prompt_is_a_file_in_scratch(run_paths: RunPaths) -> None:
     invocation = build(Gemini(), run_paths)
     system_md = Path(invocation.env["GEMINI_SYSTEM_MD"])
     assert system_md.parent == run_paths.scratch
-    assert invocation.files == {system_md: SYSTEM}
+    assert invocation.files[system_md] == SYSTEM
     assert SYSTEM not in invocation.argv
 
 
-def test_gemini_without_system_prompt_writes_no_file(run_paths: RunPaths) -> None:
+def test_gemini_without_system_prompt_writes_no_system_file(run_paths: RunPaths) -> None:
     invocation = build(Gemini(), run_paths, system=None)
     assert "GEMINI_SYSTEM_MD" not in invocation.env
-    assert invocation.files == {}
+    assert list(invocation.files) == [run_paths.scratch / SYSTEM_SETTINGS]
 
 
 def test_gemini_without_upstream_lays_system_settings_over_the_login(run_paths: RunPaths) -> None:
     settings = BackendSettings()
-    invocation = build(Gemini(), run_paths)
-    files = Gemini().state_files(settings)
-    assert set(files) == {SYSTEM_SETTINGS}
-    assert invocation.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] == str(run_paths.state / SYSTEM_SETTINGS)
+    invocation = build(Gemini(), run_paths, system=None)
+    settings_file = run_paths.scratch / SYSTEM_SETTINGS  # the run's own: each run may offer other tools
+    assert invocation.env["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] == str(settings_file)
     for name in ("GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "GEMINI_CLI_HOME", "HOME"):
         assert name not in invocation.env
-    content = json.loads(files[SYSTEM_SETTINGS])
+    content = json.loads(invocation.files[settings_file])
     assert content["tools"]["core"] == []
     assert content["security"] == {"environmentVariableRedaction": {"enabled": True}}  # no auth: the login's
     assert content["telemetry"] == {"enabled": False}
@@ -335,8 +351,7 @@ def test_gemini_without_upstream_lays_system_settings_over_the_login(run_paths: 
 
 def test_gemini_with_upstream_gets_a_fresh_home_per_run(run_paths: RunPaths) -> None:
     settings = BackendSettings(upstream=UPSTREAM, max_retries=0)
-    invocation = Gemini().invocation(BINARY, RunRequest(PROMPT, SYSTEM, "gemini-2.5-pro"), run_paths, settings)
-    assert Gemini().state_files(settings) == {}  # nothing shared between runs
+    invocation = Gemini().invocation(BINARY, run_request(model="gemini-2.5-pro"), run_paths, settings)
     env = invocation.env
     assert env["GEMINI_API_KEY"] == UPSTREAM.api_key
     assert env["GOOGLE_GEMINI_BASE_URL"] == UPSTREAM.base_url
@@ -355,10 +370,11 @@ def test_gemini_with_upstream_gets_a_fresh_home_per_run(run_paths: RunPaths) -> 
 
 @pytest.mark.parametrize(("tool_mode", "approval"), [("read-only", "plan"), ("agent", "yolo")])
 def test_gemini_other_modes_keep_tools(tool_mode: ToolMode, approval: str, run_paths: RunPaths) -> None:
-    assert value_after(build(Gemini(), run_paths, tool_mode=tool_mode).argv, "--approval-mode") == approval
-    with_upstream = Gemini().invocation(BINARY, RunRequest(PROMPT), run_paths, BackendSettings(UPSTREAM, tool_mode))
+    login = build(Gemini(), run_paths, tool_mode=tool_mode)
+    assert value_after(login.argv, "--approval-mode") == approval
+    with_upstream = Gemini().invocation(BINARY, run_request(), run_paths, BackendSettings(UPSTREAM, tool_mode))
     for content in (
-        *Gemini().state_files(BackendSettings(tool_mode=tool_mode)).values(),
+        login.files[run_paths.scratch / SYSTEM_SETTINGS],
         with_upstream.files[run_paths.run_home / ".gemini" / "settings.json"],
     ):
         assert "tools" not in json.loads(content)
@@ -366,10 +382,11 @@ def test_gemini_other_modes_keep_tools(tool_mode: ToolMode, approval: str, run_p
         assert json.loads(content)["security"]["environmentVariableRedaction"] == {"enabled": True}
 
 
-@pytest.mark.parametrize("backend", [Claude(), Codex()], ids=["claude", "codex"])
-def test_only_gemini_needs_state_files(backend: Backend) -> None:
-    assert backend.state_files(BackendSettings()) == {}
-    assert backend.state_files(BackendSettings(upstream=UPSTREAM)) == {}
+@pytest.mark.parametrize("backend", [Claude(), Gemini()], ids=["claude", "gemini"])
+def test_only_codex_needs_state_files(backend: Backend) -> None:
+    assert backend.setup_argv(BINARY) is None
+    assert backend.state_files(BackendSettings(), None) == {}
+    assert backend.state_files(BackendSettings(upstream=UPSTREAM), None) == {}
 
 
 def test_upstream_repr_hides_the_key() -> None:
@@ -385,3 +402,142 @@ def test_registry_names_match() -> None:
         "gemini": "gemini",
     }
     assert all(os.sep not in backend.executable for backend in BACKENDS.values())
+
+
+# --- client tools, images, output schema, sampling, reasoning ------------------------------------------
+
+TOOL_SERVER_URL = "http://127.0.0.1:9/mcp/secret-token"
+WEATHER = ToolSpec("get_weather", "Weather now", {"type": "object", "properties": {"city": {"type": "string"}}})
+PNG = ImagePart("image/png", b"\x89PNG\r\n\x1a\nrest")
+JPEG = ImagePart("image/jpeg", b"\xff\xd8\xffrest")
+
+
+def with_tools(backend: Backend, paths: RunPaths, **settings: Any) -> Invocation:
+    request = run_request(tools=(WEATHER,), tool_server_url=TOOL_SERVER_URL, model="m")
+    return backend.invocation(BINARY, request, paths, BackendSettings(**settings))
+
+
+def test_claude_gets_the_bridge_as_its_only_mcp_server(run_paths: RunPaths) -> None:
+    argv = with_tools(Claude(), run_paths).argv
+    assert json.loads(value_after(argv, "--mcp-config")) == {
+        "mcpServers": {"clinvk": {"type": "http", "url": TOOL_SERVER_URL}}
+    }
+    assert "--strict-mcp-config" in argv  # none of the user's own servers
+    assert value_after(argv, "--allowedTools") == "mcp__clinvk__*"  # else each call is denied
+    assert value_after(argv, "--tools") == ""  # still none of claude's own tools
+    assert "--mcp-config" not in build(Claude(), run_paths).argv
+
+
+def test_codex_gets_the_bridge_with_calls_approved(run_paths: RunPaths) -> None:
+    settings = codex_settings(with_tools(Codex(), run_paths).argv)
+    assert settings["mcp_servers.clinvk.url"] == TOOL_SERVER_URL
+    assert settings["mcp_servers.clinvk.default_tools_approval_mode"] == "approve"  # exec cannot ask
+    assert not any(key.startswith("mcp_servers") for key in codex_settings(build(Codex(), run_paths).argv))
+
+
+@pytest.mark.parametrize("upstream", [None, UPSTREAM], ids=["login", "upstream"])
+def test_gemini_gets_the_bridge_trusted_and_only_the_client_tools(
+    upstream: Upstream | None, run_paths: RunPaths
+) -> None:
+    invocation = with_tools(Gemini(), run_paths, upstream=upstream or Upstream())
+    settings_file = (
+        run_paths.run_home / ".gemini" / "settings.json" if upstream else run_paths.scratch / SYSTEM_SETTINGS
+    )
+    content = json.loads(invocation.files[settings_file])
+    assert content["mcpServers"] == {"clinvk": {"type": "http", "url": TOOL_SERVER_URL, "trust": True}}
+    assert content["tools"]["core"] == ["mcp_clinvk_*"]  # chat mode: the client's tools, none of gemini's
+    assert value_after(invocation.argv, "--allowed-mcp-server-names") == "clinvk"
+
+
+def test_codex_catalog_declares_mcp_tools_and_in_chat_mode_no_own_tool() -> None:
+    bundled = {"models": [{"slug": "a", "supports_search_tool": True, "tool_mode": "code_mode_only",
+                           "use_responses_lite": True, "experimental_supported_tools": ["clock"],
+                           "apply_patch_tool_type": "freeform", "multi_agent_version": "v2"}]}  # fmt: skip
+    assert Codex().setup_argv(BINARY) == (str(BINARY), "debug", "models", "--bundled")
+    chat = json.loads(Codex().state_files(BackendSettings(), json.dumps(bundled))[CATALOG])["models"][0]
+    assert chat == {
+        "slug": "a",
+        "supports_search_tool": False,
+        "tool_mode": None,
+        "use_responses_lite": False,
+        "experimental_supported_tools": [],
+        "apply_patch_tool_type": None,
+        "multi_agent_version": None,
+    }
+    agent = json.loads(Codex().state_files(BackendSettings(tool_mode="agent"), json.dumps(bundled))[CATALOG])
+    assert agent["models"][0]["apply_patch_tool_type"] == "freeform"
+
+
+def test_codex_reads_the_catalog_from_its_state(run_paths: RunPaths) -> None:
+    assert codex_settings(build(Codex(), run_paths).argv)["model_catalog_json"] == str(run_paths.state / CATALOG)
+
+
+def test_claude_takes_images_as_blocks_of_a_stream_json_user_message(run_paths: RunPaths) -> None:
+    turns = (Turn("user", (TextPart("compare"), PNG, JPEG)),)
+    request = RunRequest(Conversation(turns))
+    invocation = Claude().invocation(BINARY, request, run_paths, BackendSettings())
+    assert value_after(invocation.argv, "--input-format") == "stream-json"
+    message = json.loads(invocation.stdin)
+    assert message["type"] == "user"
+    content = message["message"]["content"]
+    images = [block["source"] for block in content if block["type"] == "image"]
+    assert [(i["media_type"], base64.b64decode(i["data"])) for i in images] == [
+        ("image/png", PNG.data),
+        ("image/jpeg", JPEG.data),
+    ]
+    assert content[-1] == {"type": "text", "text": "compare\n[image 1]\n[image 2]"}
+    assert "--input-format" not in build(Claude(), run_paths).argv  # text prompt without images
+
+
+def test_codex_takes_images_as_files_of_the_run(run_paths: RunPaths) -> None:
+    request = RunRequest(Conversation((Turn("user", (PNG, TextPart("what is it?"))),)))
+    invocation = Codex().invocation(BINARY, request, run_paths, BackendSettings())
+    image_file = Path(value_after(invocation.argv, "--image"))
+    assert image_file.is_relative_to(run_paths.scratch)
+    assert invocation.files[image_file] == PNG.data
+    assert invocation.stdin == "[image 1]\nwhat is it?"
+
+
+def test_gemini_takes_images_as_files_mentioned_in_the_prompt(run_paths: RunPaths) -> None:
+    request = RunRequest(Conversation((Turn("user", (PNG, TextPart("what is it?"))),)))
+    invocation = Gemini().invocation(BINARY, request, run_paths, BackendSettings())
+    assert invocation.files[run_paths.workdir / "images" / "1.png"] == PNG.data
+    assert invocation.stdin == "@images/1.png\nwhat is it?"
+
+
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+
+
+def test_each_cli_gets_the_output_schema_its_own_way(run_paths: RunPaths) -> None:
+    request = run_request(output=OutputFormat(SCHEMA, "answer", True), model="m")
+    claude = Claude().invocation(BINARY, request, run_paths, BackendSettings())
+    assert json.loads(value_after(claude.argv, "--json-schema")) == SCHEMA
+    codex = Codex().invocation(BINARY, request, run_paths, BackendSettings())
+    assert json.loads(codex.files[Path(value_after(codex.argv, "--output-schema"))]) == SCHEMA
+    gemini = Gemini().invocation(BINARY, request, run_paths, BackendSettings())
+    [override] = json.loads(gemini.files[run_paths.scratch / SYSTEM_SETTINGS])["modelConfigs"]["overrides"]
+    assert override["match"] == {"model": "m"}  # not the CLI's own helper calls
+    config = override["modelConfig"]["generateContentConfig"]
+    assert (config["responseMimeType"], config["responseJsonSchema"]) == ("application/json", SCHEMA)
+
+
+def test_sampling_and_effort_reach_the_cli_where_it_has_a_setting(run_paths: RunPaths) -> None:
+    request = run_request(sampling=Sampling(123, 0.3, 0.9), reasoning_effort="high", model="m")
+    claude = Claude().invocation(BINARY, request, run_paths, BackendSettings())
+    assert claude.env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "123"
+    assert value_after(claude.argv, "--effort") == "high"
+    codex = Codex().invocation(BINARY, request, run_paths, BackendSettings())
+    assert codex_settings(codex.argv)["model_reasoning_effort"] == "high"
+    gemini = Gemini().invocation(BINARY, request, run_paths, BackendSettings())
+    [override] = json.loads(gemini.files[run_paths.scratch / SYSTEM_SETTINGS])["modelConfigs"]["overrides"]
+    assert override["modelConfig"]["generateContentConfig"] == {"temperature": 0.3, "topP": 0.9, "maxOutputTokens": 123}
+
+
+def test_gemini_tool_choice_is_its_function_calling_mode(run_paths: RunPaths) -> None:
+    request = run_request(tools=(WEATHER,), tool_server_url=TOOL_SERVER_URL, model="m",
+                          tool_choice=ToolChoice("function", "get_weather"))  # fmt: skip
+    gemini = Gemini().invocation(BINARY, request, run_paths, BackendSettings())
+    [override] = json.loads(gemini.files[run_paths.scratch / SYSTEM_SETTINGS])["modelConfigs"]["overrides"]
+    assert override["modelConfig"]["generateContentConfig"]["toolConfig"] == {
+        "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["mcp_clinvk_get_weather"]}
+    }

@@ -1,4 +1,4 @@
-"""Each backend's ``parse_line`` over the real CLI outputs (tests/fixtures/captures) and hand-written lines."""
+"""Each backend's output parser over the real CLI outputs (tests/fixtures/captures) and hand-written lines."""
 
 from __future__ import annotations
 
@@ -8,11 +8,23 @@ from typing import Any
 
 import pytest
 
-from clinvk_core.backends import BACKENDS, Backend
+from clinvk_core.backends import BACKENDS, Backend, RunRequest
 from clinvk_core.backends.claude import Claude
 from clinvk_core.backends.codex import Codex
 from clinvk_core.backends.gemini import Gemini
-from clinvk_core.events import Completed, Event, Failed, SessionStarted, TextDelta, TokenUsage
+from clinvk_core.conversation import Conversation, OutputFormat, ToolSpec
+from clinvk_core.events import (
+    Completed,
+    Event,
+    Failed,
+    ReasoningDelta,
+    SessionStarted,
+    TextDelta,
+    TokenUsage,
+    ToolCallArguments,
+    ToolCallDone,
+    ToolCallStarted,
+)
 
 Capture = Callable[[str], list[str]]
 
@@ -24,8 +36,15 @@ CLAUDE_500 = (
 CODEX_HIGH_DEMAND = "We\u2019re currently experiencing high demand, which may cause temporary errors."
 
 
-def parse(backend: Backend, lines: list[str], model: str | None = None) -> list[Event]:
-    return [event for line in lines for event in backend.parse_line(line, model)]
+def parse(backend: Backend, lines: list[str], model: str | None = None, **fields: Any) -> list[Event]:
+    """The events of one run's ``lines`` (``fields``: of its Conversation; tools come with a bridge)."""
+    server = "http://127.0.0.1:9/mcp/x" if fields.get("tools") else None
+    parser = backend.parser(RunRequest(Conversation((), **fields), model, server))
+    return [event for line in lines for event in parser.feed(line)]
+
+
+def feed(backend: Backend, raw: str, model: str | None = None) -> list[Event]:
+    return parse(backend, [raw], model)
 
 
 def text_of(events: list[Event]) -> str:
@@ -57,7 +76,7 @@ def test_claude_full_assistant_message_is_not_text_again(capture: Capture) -> No
     assistant = [raw for raw in lines if json.loads(raw)["type"] == "assistant"]
     assert len(assistant) == 1
     assert ANSWER in assistant[0]
-    assert Claude().parse_line(assistant[0], None) == []
+    assert feed(Claude(), assistant[0], None) == []
 
 
 @pytest.mark.parametrize(
@@ -84,7 +103,7 @@ def test_claude_stream_error500(capture: Capture) -> None:
     assert events == [SessionStarted("418f7762-e214-463d-83a0-87f9c94e7c34"), Failed(CLAUDE_500, 500)]
     # The CLI also prints the error as a synthetic assistant message: that is not the answer.
     synthetic = next(raw for raw in lines if '"<synthetic>"' in raw)
-    assert Claude().parse_line(synthetic, None) == []
+    assert feed(Claude(), synthetic, None) == []
     assert text_of(events) == ""
 
 
@@ -114,7 +133,7 @@ def test_claude_usage_counts_cached_tokens_as_prompt_tokens() -> None:
             "output_tokens": 5,
         },
     }
-    [event] = Claude().parse_line(line(result), "sonnet")
+    [event] = feed(Claude(), line(result), "sonnet")
     assert event == Completed(TokenUsage(prompt_tokens=21, completion_tokens=5, cached_tokens=11), "stop", "x")
     assert isinstance(event, Completed)
     assert event.usage is not None
@@ -123,22 +142,23 @@ def test_claude_usage_counts_cached_tokens_as_prompt_tokens() -> None:
 
 def test_claude_max_tokens_is_finish_reason_length() -> None:
     result = {"type": "result", "is_error": False, "stop_reason": "max_tokens", "usage": {"output_tokens": 9}}
-    assert Claude().parse_line(line(result), None) == [Completed(TokenUsage(0, 9, 0), "length")]
+    assert feed(Claude(), line(result), None) == [Completed(TokenUsage(0, 9, 0), "length")]
 
 
 def test_claude_result_without_usage_is_completed_without_usage() -> None:
-    assert Claude().parse_line(line({"type": "result", "is_error": False}), None) == [Completed(None)]
+    assert feed(Claude(), line({"type": "result", "is_error": False}), None) == [Completed(None)]
 
 
-def test_claude_ignores_subagent_and_thinking_deltas() -> None:
+def test_claude_ignores_subagent_deltas_and_keeps_thinking_apart_from_text() -> None:
     def delta(kind: str, parent: str | None) -> str:
         body = {"type": kind, "text" if kind == "text_delta" else "thinking": "secret"}
         event = {"type": "content_block_delta", "index": 0, "delta": body}
         return line({"type": "stream_event", "event": event, "parent_tool_use_id": parent})
 
-    assert Claude().parse_line(delta("text_delta", "toolu_1"), None) == []
-    assert Claude().parse_line(delta("thinking_delta", None), None) == []
-    assert Claude().parse_line(delta("text_delta", None), None) == [TextDelta("secret")]
+    assert feed(Claude(), delta("text_delta", "toolu_1"), None) == []
+    assert feed(Claude(), delta("thinking_delta", "toolu_1"), None) == []
+    assert feed(Claude(), delta("thinking_delta", None), None) == [ReasoningDelta("secret")]
+    assert feed(Claude(), delta("text_delta", None), None) == [TextDelta("secret")]
 
 
 # --- codex --------------------------------------------------------------------------------------------
@@ -200,22 +220,22 @@ def test_codex_failures(capture: Capture, name: str, expected: Failed) -> None:
 
 def test_codex_429_status_is_parsed() -> None:
     failed = {"type": "turn.failed", "error": {"message": "unexpected status 429 Too Many Requests: slow down"}}
-    assert Codex().parse_line(line(failed), None) == [Failed("unexpected status 429 Too Many Requests: slow down", 429)]
+    assert feed(Codex(), line(failed), None) == [Failed("unexpected status 429 Too Many Requests: slow down", 429)]
 
 
 def test_codex_usage_input_tokens_already_include_cached() -> None:
     usage = {"input_tokens": 100, "cached_input_tokens": 40, "output_tokens": 7, "reasoning_output_tokens": 3}
     completed = line({"type": "turn.completed", "usage": usage})
-    assert Codex().parse_line(completed, "gpt-5.5") == [
-        Completed(TokenUsage(prompt_tokens=100, completion_tokens=7, cached_tokens=40))
+    assert feed(Codex(), completed, "gpt-5.5") == [
+        Completed(TokenUsage(prompt_tokens=100, completion_tokens=7, cached_tokens=40, reasoning_tokens=3))
     ]
 
 
-def test_codex_each_agent_message_is_one_delta() -> None:
+def test_codex_each_agent_message_is_one_delta_and_reasoning_stays_apart() -> None:
     item = {"type": "item.completed", "item": {"id": "item_3", "type": "agent_message", "text": "a\nb"}}
     reasoning = {"type": "item.completed", "item": {"id": "item_2", "type": "reasoning", "text": "hmm"}}
-    assert Codex().parse_line(line(item), None) == [TextDelta("a\nb")]
-    assert Codex().parse_line(line(reasoning), None) == []
+    assert feed(Codex(), line(item), None) == [TextDelta("a\nb")]
+    assert feed(Codex(), line(reasoning), None) == [ReasoningDelta("hmm")]
 
 
 # --- gemini -------------------------------------------------------------------------------------------
@@ -242,7 +262,7 @@ def test_gemini_usage_counts_only_the_requested_model(capture: Capture) -> None:
 
 def test_gemini_user_message_echo_is_not_text(capture: Capture) -> None:
     user = next(raw for raw in capture("gemini-stream-json.txt") if '"role":"user"' in raw)
-    assert Gemini().parse_line(user, None) == []
+    assert feed(Gemini(), user, None) == []
 
 
 @pytest.mark.parametrize(
@@ -266,7 +286,7 @@ def test_gemini_failures_take_status_from_embedded_json(capture: Capture, name: 
 def test_gemini_429_takes_the_suggested_retry_delay() -> None:
     message = "[API Error: Resource has been exhausted (e.g. check quota).\nSuggested retry after 7s.]"
     result = line({"type": "result", "status": "error", "error": {"type": "unknown", "message": message}})
-    assert Gemini().parse_line(result, "gemini-2.5-pro") == [Failed(message, 429, 7)]
+    assert feed(Gemini(), result, "gemini-2.5-pro") == [Failed(message, 429, 7)]
 
 
 def test_gemini_usage_from_stats_or_the_named_model() -> None:
@@ -278,14 +298,14 @@ def test_gemini_usage_from_stats_or_the_named_model() -> None:
         "models": {"gemini-2.5-pro": {"input_tokens": 20, "output_tokens": 8, "cached": 6, "input": 14}},
     }
     result = line({"type": "result", "status": "success", "stats": stats})
-    assert Gemini().parse_line(result, "gemini-2.5-pro") == [Completed(TokenUsage(20, 8, 6))]
-    assert Gemini().parse_line(result, "gemini-other") == [Completed(TokenUsage(30, 12, 9))]
-    assert Gemini().parse_line(result, None) == [Completed(TokenUsage(30, 12, 9))]
+    assert feed(Gemini(), result, "gemini-2.5-pro") == [Completed(TokenUsage(20, 8, 6))]
+    assert feed(Gemini(), result, "gemini-other") == [Completed(TokenUsage(30, 12, 9))]
+    assert feed(Gemini(), result, None) == [Completed(TokenUsage(30, 12, 9))]
 
 
 def test_gemini_result_without_stats_or_error_object() -> None:
-    assert Gemini().parse_line(line({"type": "result", "status": "success"}), None) == [Completed(None)]
-    assert Gemini().parse_line(line({"type": "result", "status": "error"}), None) == [Failed("gemini failed", None)]
+    assert feed(Gemini(), line({"type": "result", "status": "success"}), None) == [Completed(None)]
+    assert feed(Gemini(), line({"type": "result", "status": "error"}), None) == [Failed("gemini failed", None)]
 
 
 # --- all backends -------------------------------------------------------------------------------------
@@ -308,11 +328,90 @@ def test_gemini_result_without_stats_or_error_object() -> None:
     ],
 )
 def test_stray_lines_are_ignored(backend: Backend, raw: str) -> None:
-    assert backend.parse_line(raw, None) == []
+    assert feed(backend, raw) == []
 
 
 def test_odd_token_counts_count_as_zero() -> None:
     usage = {"input_tokens": "10", "output_tokens": True, "cached_input_tokens": None}
-    assert Codex().parse_line(line({"type": "turn.completed", "usage": usage}), None) == [
-        Completed(TokenUsage(0, 0, 0))
+    assert feed(Codex(), line({"type": "turn.completed", "usage": usage}), None) == [Completed(TokenUsage(0, 0, 0))]
+
+
+# --- client tool calls --------------------------------------------------------------------------------
+
+WEATHER = ToolSpec("get_weather", "", {"type": "object", "properties": {"city": {"type": "string"}}})
+TIME = ToolSpec("get_time", "", {"type": "object", "properties": {"tz": {"type": "string"}}})
+TOOLS = (WEATHER, TIME)
+
+
+def calls_of(events: list[Event]) -> list[tuple[int, str, str]]:
+    return [(e.index, e.name, e.arguments) for e in events if isinstance(e, ToolCallDone)]
+
+
+def test_claude_tool_calls_stream_as_started_argument_pieces_and_done(capture: Capture) -> None:
+    events = parse(Claude(), capture("claude-stream-json-tool-calls.txt"), tools=TOOLS)
+    tool_events = [e for e in events if isinstance(e, ToolCallStarted | ToolCallArguments | ToolCallDone)]
+    assert tool_events == [
+        ToolCallStarted(0, "get_weather"),  # the client's own name, not mcp__clinvk__get_weather
+        ToolCallArguments(0, '{"city": "Paris"}'),
+        ToolCallDone(0, "get_weather", '{"city": "Paris"}'),
+        ToolCallStarted(1, "get_time"),
+        ToolCallArguments(1, '{"tz": "UTC"}'),
+        ToolCallDone(1, "get_time", '{"tz": "UTC"}'),
     ]
+    assert not any(isinstance(e, Completed) for e in events)  # the CLI waits for the bridge: no result line
+
+
+def test_claude_usage_so_far_counts_every_model_call_of_the_turn(capture: Capture) -> None:
+    parser = Claude().parser(RunRequest(Conversation((), tools=TOOLS), None, "http://x"))
+    for raw in capture("claude-stream-json-tool-calls.txt"):
+        parser.feed(raw)
+    assert parser.usage_so_far() == TokenUsage(prompt_tokens=10, completion_tokens=5, cached_tokens=0)
+
+
+def test_claude_own_tools_are_no_client_calls() -> None:
+    start = {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "name": "Bash"}}
+    assert feed(Claude(), line({"type": "stream_event", "event": start, "parent_tool_use_id": None})) == []
+
+
+def test_claude_structured_output_is_the_answer_text() -> None:
+    result = {"type": "result", "subtype": "success", "is_error": False, "result": "Done.",
+              "structured_output": {"answer": "42"}, "usage": {"input_tokens": 1, "output_tokens": 2}}  # fmt: skip
+    text = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Done."}}
+    events = parse(Claude(), [line({"type": "stream_event", "event": text}), line(result)],
+                   output=OutputFormat({"type": "object"}))  # fmt: skip
+    assert events == [Completed(TokenUsage(1, 2), "stop", '{"answer": "42"}')]
+
+
+def test_codex_shows_its_first_mcp_call_whole(capture: Capture) -> None:
+    events = parse(Codex(), capture("codex-json-tool-call.txt"), tools=TOOLS)
+    assert events[1:] == [
+        ToolCallStarted(0, "get_weather"),
+        ToolCallArguments(0, '{"city": "Paris"}'),
+        ToolCallDone(0, "get_weather", '{"city": "Paris"}'),
+    ]
+
+
+def test_gemini_tool_calls_without_its_own_wait_for_previous_argument(capture: Capture) -> None:
+    events = parse(Gemini(), capture("gemini-stream-json-tool-calls.txt"), "gemini-2.5-pro", tools=TOOLS)
+    assert calls_of(events) == [(0, "get_weather", '{"city": "Paris"}'), (1, "get_time", '{"tz": "UTC"}')]
+
+
+def test_gemini_keeps_wait_for_previous_when_the_client_declared_it() -> None:
+    own = ToolSpec("wait", "", {"type": "object", "properties": {"wait_for_previous": {"type": "boolean"}}})
+    use = {"type": "tool_use", "tool_name": "mcp_clinvk_wait", "parameters": {"wait_for_previous": True}}
+    assert calls_of(parse(Gemini(), [line(use)], tools=(own,))) == [(0, "wait", '{"wait_for_previous": true}')]
+
+
+def test_gemini_maps_a_sanitized_long_name_back_to_the_client_tool() -> None:
+    long_tool = ToolSpec("t" * 64)
+    shown = "mcp_clinvk_" + "t" * 19 + "..." + "t" * 30
+    use = {"type": "tool_use", "tool_name": shown, "parameters": {}}
+    assert calls_of(parse(Gemini(), [line(use)], tools=(long_tool,))) == [(0, "t" * 64, "{}")]
+
+
+def test_gemini_quota_error_without_a_delay_is_a_429() -> None:
+    error = {"type": "error", "message": "You exceeded your current quota. Please wait and try again later."}
+    result = line({"type": "result", "status": "error", "error": error})
+    [failed] = feed(Gemini(), result)
+    assert isinstance(failed, Failed)
+    assert (failed.upstream_status, failed.retry_after) == (429, None)

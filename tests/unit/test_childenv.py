@@ -9,6 +9,7 @@ import pytest
 from clinvk_core.backends import BACKENDS, Backend, BackendSettings, RunPaths, RunRequest
 from clinvk_core.childenv import child_environment
 from clinvk_core.config import Upstream
+from clinvk_core.conversation import Conversation
 
 SOURCE = {
     "PATH": "/usr/local/bin:/usr/bin:/bin",
@@ -46,7 +47,7 @@ ALL_VENDOR_KEYS = set().union(*OWN_VENDOR_KEYS.values())
 
 def child_env(backend: Backend, paths: RunPaths, upstream: Upstream | None) -> dict[str, str]:
     settings = BackendSettings(upstream=upstream or Upstream())
-    invocation = backend.invocation(Path("/bin/true"), RunRequest("hi", "sys", "m"), paths, settings)
+    invocation = backend.invocation(Path("/bin/true"), RunRequest(Conversation.of("hi", "sys"), "m"), paths, settings)
     return child_environment(SOURCE, backend, invocation, paths, upstream_configured=settings.upstream.configured)
 
 
@@ -103,7 +104,7 @@ def test_backend_variables_win_over_the_source(run_paths: RunPaths) -> None:
 
 def test_empty_source(run_paths: RunPaths) -> None:
     backend = BACKENDS["codex"]
-    invocation = backend.invocation(Path("/bin/true"), RunRequest("hi"), run_paths, BackendSettings())
+    invocation = backend.invocation(Path("/bin/true"), RunRequest(Conversation.of("hi")), run_paths, BackendSettings())
     assert child_environment({}, backend, invocation, run_paths, upstream_configured=False) == {
         "TMPDIR": str(run_paths.tmp)
     }

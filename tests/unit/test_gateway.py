@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from clinvk_core.config import Settings
+from clinvk_core.conversation import Conversation
 from clinvk_core.errors import BackendUnavailable, RateLimited, Timeout, UpstreamFailed
 from clinvk_core.events import Completed, Event, SessionStarted, TextDelta, TokenUsage
 from clinvk_core.gateway import MESSAGE_LIMIT, Gateway
@@ -46,7 +47,7 @@ def make_gateway(fake_clis: FakeClis, tmp_path: Path, **settings: Any) -> Gatewa
 
 async def collect(gateway: Gateway, route: Route, *, system: str | None = None, within: float = 5) -> list[Event]:
     deadline = asyncio.get_running_loop().time() + within
-    async with gateway.run(route, "say pong", system, deadline) as events:
+    async with gateway.run(route, Conversation.of("say pong", system), deadline) as events:
         return [event async for event in events]
 
 
@@ -126,6 +127,17 @@ def test_models_and_unavailable_backends(fake_clis: FakeClis, tmp_path: Path) ->
     assert not fake_clis.ran("gemini")
 
 
+def test_a_codex_that_cannot_list_its_models_is_unavailable(fake_clis: FakeClis, tmp_path: Path) -> None:
+    (fake_clis.bin_dir / "codex").write_text("#!/bin/sh\necho 'not json'\n")
+    gateway = make_gateway(fake_clis, tmp_path)
+    assert gateway.models == ["claude", "gemini"]
+    reason = gateway.unavailable_reason("codex")
+    assert reason is not None
+    assert reason.startswith("The codex CLI could not be set up: JSONDecodeError")
+    with pytest.raises(BackendUnavailable, match="could not be set up"):
+        asyncio.run(collect(gateway, Route("codex", None)))
+
+
 def test_binary_gone_after_the_cold_start_is_503(fake_clis: FakeClis, tmp_path: Path) -> None:
     gateway = make_gateway(fake_clis, tmp_path)
     (fake_clis.bin_dir / "gemini").unlink()
@@ -133,11 +145,12 @@ def test_binary_gone_after_the_cold_start_is_503(fake_clis: FakeClis, tmp_path: 
         asyncio.run(collect(gateway, Route("gemini", None)))
 
 
-def test_gemini_state_is_prepared_once_at_cold_start(fake_clis: FakeClis, tmp_path: Path) -> None:
+def test_state_is_prepared_once_at_cold_start(fake_clis: FakeClis, tmp_path: Path) -> None:
     make_gateway(fake_clis, tmp_path)
-    settings = tmp_path / "state" / "gemini" / "settings.json"
-    assert json.loads(settings.read_text())["tools"]["core"] == []
-    assert stat.S_IMODE(settings.stat().st_mode) == 0o600
+    catalog = tmp_path / "state" / "codex" / "models.json"  # from `codex debug models --bundled`
+    assert json.loads(catalog.read_text()) == {"models": []}
+    assert stat.S_IMODE(catalog.stat().st_mode) == 0o600
+    assert not (tmp_path / "state" / "gemini" / "settings.json").exists()  # gemini's come with each run
     for backend in ("claude", "codex", "gemini"):
         home = tmp_path / "state" / backend / "home"
         assert home.is_dir()

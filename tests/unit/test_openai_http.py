@@ -7,6 +7,7 @@ failure paths replay the real CLI captures through the real runner, gateway and 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -86,6 +87,90 @@ def body(**fields: Any) -> dict[str, Any]:
 
 # --- the error catalogue: no CLI runs -----------------------------------------------------------------
 
+
+def tool(name: str = "get_weather", parameters: Any = None) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": name}
+    if parameters is not None:
+        function["parameters"] = parameters
+    return {"type": "function", "function": function}
+
+
+def tool_result_after(call_id: str, answered: str) -> list[dict[str, Any]]:
+    call = {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    return [*USER, {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": answered, "content": "22C"}]  # fmt: skip
+
+
+def image(url: str) -> dict[str, Any]:
+    return body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}])
+
+
+PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 8).decode()
+TOOL_CASES: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
+    ("tool name with a space", {"json": body(tools=[tool("get weather")])}, 400, "tools[0].function.name", None),
+    ("tool name over 64", {"json": body(tools=[tool("t" * 65)])}, 400, "tools[0].function.name", None),
+    ("duplicate tool names", {"json": body(tools=[tool(), tool()])}, 400, "tools", None),
+    ("129 tools", {"json": body(tools=[tool(f"t{i}") for i in range(129)])}, 400, "tools", None),
+    ("parameters not an object schema", {"json": body(tools=[tool(parameters={"type": "array"})])}, 400,
+     "tools[0].function.parameters", None),
+    ("parameters not a JSON Schema", {"json": body(tools=[tool(parameters={"type": "objekt"})])}, 400,
+     "tools[0].function.parameters", None),
+    ("parameters a list", {"json": body(tools=[tool(parameters=[1])])}, 400, "tools[0].function.parameters", None),
+    ("hosted tool type", {"json": body(tools=[{"type": "web_search_preview"}])}, 400, "tools[0].type", None),
+    ("tool without function", {"json": body(tools=[{"type": "function"}])}, 400, "tools[0].type", None),
+    ("tool_choice names no tool", {"json": body(tools=[tool()], tool_choice={"type": "function",
+     "function": {"name": "other"}})}, 400, "tool_choice", None),
+    ("tool_choice required without tools", {"json": body(tool_choice="required")}, 400, "tool_choice", None),
+    ("tool_choice unknown word", {"json": body(tools=[tool()], tool_choice="always")}, 400, "tool_choice", None),
+    ("duplicate functions", {"json": body(functions=[{"name": "f"}, {"name": "f"}])}, 400, "functions", None),
+    ("function_call names no function", {"json": body(functions=[{"name": "f"}], function_call={"name": "g"})},
+     400, "function_call", None),
+    ("tool_call_id answering no call", {"json": body(messages=tool_result_after("call_1", "call_2"))}, 400,
+     "messages[2].tool_call_id", None),
+    ("tool message without tool_call_id", {"json": body(messages=[*USER, {"role": "tool", "content": "x"}])},
+     400, "messages[1].tool_call_id", None),
+    ("function message answering no call", {"json": body(messages=[*USER, {"role": "function", "name": "f",
+     "content": "x"}])}, 400, "messages[1].name", None),
+    ("tool call of another type", {"json": body(messages=[*USER, {"role": "assistant", "content": None,
+     "tool_calls": [{"id": "c", "type": "custom", "function": {"name": "f", "arguments": "{}"}}]}])}, 400,
+     "messages[1].tool_calls[0].type", None),
+    ("tool call without function", {"json": body(messages=[*USER, {"role": "assistant", "content": None,
+     "tool_calls": [{"id": "c", "type": "function"}]}])}, 400, "messages[1].tool_calls[0].function", None),
+    ("tools not a list", {"json": body(tools={"type": "function"})}, 400, "tools", None),
+]  # fmt: skip
+IMAGE_CASES: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
+    ("image URL fetched only when enabled", {"json": image("https://example.com/a.png")}, 400,
+     "messages[0].content[0].image_url", None),
+    ("image data: URL not base64", {"json": image("data:image/png;base64,%%%")}, 400,
+     "messages[0].content[0].image_url", None),
+    ("image of an unsupported type", {"json": image(f"data:image/bmp;base64,{PNG_B64}")}, 400,
+     "messages[0].content[0].image_url", None),
+    ("image bytes not an image", {"json": image("data:image/png;base64,aGVsbG8=")}, 400,
+     "messages[0].content[0].image_url", None),
+    ("image larger than the body limit", {"json": image("data:image/png;base64," + "A" * 7_000_000)}, 413, None,
+     "request_too_large"),
+    ("image URL of another scheme", {"json": image("file:///etc/passwd")}, 400, "messages[0].content[0].image_url",
+     None),
+    ("image_url not an object", {"json": body(messages=[{"role": "user", "content": [{"type": "image_url",
+     "image_url": "data:x"}]}])}, 400, "messages[0].content", None),
+    ("21 images", {"json": body(messages=[{"role": "user", "content": [{"type": "image_url", "image_url":
+     {"url": f"data:image/png;base64,{PNG_B64}"}}] * 21}])}, 400, "messages[0].content[20].image_url", None),
+]  # fmt: skip
+FORMAT_CASES: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
+    ("response_format of an unknown type", {"json": body(response_format={"type": "xml"})}, 400,
+     "response_format.type", None),
+    ("json_schema without a name", {"json": body(response_format={"type": "json_schema", "json_schema":
+     {"schema": {"type": "object"}}})}, 400, "response_format.json_schema", None),
+    ("json_schema with an invalid schema", {"json": body(response_format={"type": "json_schema", "json_schema":
+     {"name": "x", "schema": {"type": "objekt"}}})}, 400, "response_format.json_schema.schema", None),
+    ("reasoning_effort unknown", {"json": body(reasoning_effort="max-ultra")}, 400, "reasoning_effort", None),
+    ("temperature out of range", {"json": body(temperature=2.5)}, 400, "temperature", None),
+    ("top_p out of range", {"json": body(top_p=1.5)}, 400, "top_p", None),
+    ("max_tokens zero", {"json": body(max_tokens=0)}, 400, "max_tokens", None),
+    ("max_completion_tokens negative", {"json": body(max_completion_tokens=-1)}, 400, "max_completion_tokens", None),
+]  # fmt: skip
+
+
 CATALOGUE: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
     ("malformed JSON", {"content": b'{"model": "claude", "messages": [', "headers": JSON}, 400, None, None),
     ("JSON array body", {"content": b"[]", "headers": JSON}, 400, None, None),
@@ -110,27 +195,12 @@ CATALOGUE: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
         "messages[0].content",
         None,
     ),
-    ("n=2", {"json": body(n=2)}, 400, "n", None),
-    ("tools", {"json": body(tools=[{"type": "function", "function": {"name": "f"}}])}, 400, "tools", None),
-    ("functions", {"json": body(functions=[{"name": "f"}])}, 400, "functions", None),
-    (
-        "image part",
-        {
-            "json": body(
-                messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]
-            )
-        },
-        400,
-        "messages[0].content",
-        None,
-    ),
-    (
-        "json_object response format",
-        {"json": body(response_format={"type": "json_object"})},
-        400,
-        "response_format",
-        None,
-    ),
+    ("n=9", {"json": body(n=9)}, 400, "n", None),
+    ("logprobs", {"json": body(logprobs=True)}, 400, "logprobs", None),
+    ("top_logprobs", {"json": body(top_logprobs=2)}, 400, "top_logprobs", None),
+    *TOOL_CASES,
+    *IMAGE_CASES,
+    *FORMAT_CASES,
     ('stream "yes"', {"json": body(stream="yes")}, 400, "stream", None),
     ("temperature a string", {"json": body(temperature="hot")}, 400, "temperature", None),
     ("stream_options not an object", {"json": body(stream=True, stream_options=True)}, 400, "stream_options", None),
@@ -206,13 +276,6 @@ CATALOGUE: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
         None,
     ),
     ("tool_choice a number", {"json": body(tool_choice=1)}, 400, "tool_choice", None),
-    (
-        "json_schema response format",
-        {"json": body(response_format={"type": "json_schema", "json_schema": {"name": "x"}})},
-        400,
-        "response_format",
-        None,
-    ),
     ("too many messages", {"json": body(messages=[{"role": "user", "content": "x"}] * 2001)}, 400, "messages", None),
     (
         "conversation over the prompt limit",

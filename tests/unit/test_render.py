@@ -10,8 +10,9 @@ from typing import Any, cast
 import openai.types.chat as sdk
 import pytest
 
+from clinvk_core.answer import Answer
 from clinvk_core.errors import RateLimited, Timeout, UpstreamFailed
-from clinvk_core.events import Completed, TokenUsage
+from clinvk_core.events import Completed, TokenUsage, ToolCallDone
 from clinvk_core.openai.render import (
     DONE,
     KEEPALIVE,
@@ -23,7 +24,7 @@ from clinvk_core.openai.render import (
     usage_chunk,
     usage_of,
 )
-from clinvk_core.openai.stream import with_keepalive
+from clinvk_core.web.run_response import with_keepalive
 
 META = ResponseMeta(id="chatcmpl-0123456789abcdef", created=1_767_225_600, model="claude/sonnet")
 USAGE = TokenUsage(prompt_tokens=21, completion_tokens=5, cached_tokens=11)
@@ -84,7 +85,7 @@ def test_usage_chunk_without_counts_says_null_rather_than_estimating() -> None:
 
 
 def test_completion_validates_with_the_sdk() -> None:
-    body = completion(META, "pong from fake", Completed(USAGE, "length")).model_dump()
+    body = completion(META, [Answer(Completed(USAGE, "length"), "pong from fake")]).model_dump()
     parsed = sdk.ChatCompletion.model_validate(json.loads(json.dumps(body)), strict=True)
     assert parsed.object == "chat.completion"
     assert parsed.model == "claude/sonnet"
@@ -99,11 +100,63 @@ def test_completion_validates_with_the_sdk() -> None:
 
 
 def test_completion_without_usage() -> None:
-    body = completion(META, "", Completed(None)).model_dump()
+    body = completion(META, [Answer(Completed(None))]).model_dump()
     assert body["usage"] is None
     parsed = sdk.ChatCompletion.model_validate(body, strict=True)
     assert parsed.choices[0].message.content == ""
     assert parsed.choices[0].finish_reason == "stop"
+    assert "tool_calls" not in body["choices"][0]["message"]  # absent, not null
+
+
+CALLS = [ToolCallDone(0, "get_weather", '{"city": "Paris"}'), ToolCallDone(1, "get_time", "{}")]
+
+
+def test_tool_calls_validate_with_the_sdk_and_have_unique_ids() -> None:
+    body = completion(META, [Answer(Completed(USAGE, "tool_calls"), "", calls=CALLS)]).model_dump()
+    parsed = sdk.ChatCompletion.model_validate(json.loads(json.dumps(body)), strict=True)
+    [choice] = parsed.choices
+    assert choice.finish_reason == "tool_calls"
+    assert choice.message.content is None  # no text before the calls
+    calls = choice.message.tool_calls or []
+    assert [(c.function.name, c.function.arguments) for c in calls if c.type == "function"] == [
+        ("get_weather", '{"city": "Paris"}'),
+        ("get_time", "{}"),
+    ]
+    assert all(call.id.startswith("call_") for call in calls)
+    assert len({call.id for call in calls}) == 2
+
+
+def test_text_before_the_calls_is_the_content() -> None:
+    body = completion(META, [Answer(Completed(None, "tool_calls"), "Let me check.", calls=CALLS)]).model_dump()
+    assert body["choices"][0]["message"]["content"] == "Let me check."
+
+
+def test_legacy_functions_get_a_function_call_and_its_finish_reason() -> None:
+    meta = ResponseMeta(id="chatcmpl-1", created=1, model="claude", legacy_functions=True)
+    body = completion(meta, [Answer(Completed(None, "tool_calls"), calls=CALLS)]).model_dump()
+    parsed = sdk.ChatCompletion.model_validate(body, strict=True)
+    assert parsed.choices[0].finish_reason == "function_call"
+    assert parsed.choices[0].message.function_call is not None
+    assert parsed.choices[0].message.function_call.name == "get_weather"
+    assert "tool_calls" not in body["choices"][0]["message"]
+
+
+def test_n_choices_and_their_usage_summed() -> None:
+    answers = [Answer(Completed(USAGE), "one"), Answer(Completed(TokenUsage(1, 1, 0, 1)), "two")]
+    body = completion(META, answers).model_dump()
+    parsed = sdk.ChatCompletion.model_validate(body, strict=True)
+    assert [(c.index, c.message.content) for c in parsed.choices] == [(0, "one"), (1, "two")]
+    assert parsed.usage is not None
+    assert (parsed.usage.prompt_tokens, parsed.usage.completion_tokens) == (22, 6)
+    assert completion(META, [answers[0], Answer(Completed(None), "x")]).usage is None  # never part of a count
+
+
+def test_reasoning_only_when_asked_for() -> None:
+    answer = Answer(Completed(None), "42", reasoning="thinking it over")
+    assert "reasoning_content" not in completion(META, [answer]).model_dump()["choices"][0]["message"]
+    meta = ResponseMeta(id="chatcmpl-1", created=1, model="claude", include_reasoning=True)
+    message = completion(meta, [answer]).model_dump()["choices"][0]["message"]
+    assert (message["content"], message["reasoning_content"]) == ("42", "thinking it over")
 
 
 def test_usage_of() -> None:
@@ -115,6 +168,7 @@ def test_usage_of() -> None:
         "completion_tokens": 4,
         "total_tokens": 7,
         "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
 
 

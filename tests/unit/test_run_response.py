@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from starlette.types import Message
 
 from clinvk_core.events import Completed, Event, TextDelta
-from clinvk_core.openai.chat import ChatCompletionJSON
+from clinvk_core.openai.chat import ChatCompletionJSON, open_choices
 from clinvk_core.openai.render import ResponseMeta
 from clinvk_core.openai.stream import ChatCompletionStream
 
@@ -71,14 +71,16 @@ ANSWER: list[Event] = [TextDelta("pong"), Completed(usage=None)]
 
 def test_clean_up_after_a_buffered_answer_runs_to_its_end() -> None:
     run, exchange = Run(ANSWER), Exchange()
-    asyncio.run(asyncio.wait_for(ChatCompletionJSON(run.open, META)(SCOPE, exchange.receive, exchange.send), 5))
+    asyncio.run(
+        asyncio.wait_for(ChatCompletionJSON(open_choices(run.open, 1), META)(SCOPE, exchange.receive, exchange.send), 5)
+    )
     assert b"pong" in exchange.sent[1]["body"]
     assert (run.cleaned_up, run.cleanup_cancelled) == (True, False)
 
 
 def test_clean_up_after_a_streamed_answer_runs_to_its_end() -> None:
     run, exchange = Run(ANSWER), Exchange()
-    response = ChatCompletionStream(run.open, META, include_usage=False, keepalive=15)
+    response = ChatCompletionStream(open_choices(run.open, 1), META, include_usage=False, keepalive=15)
     asyncio.run(asyncio.wait_for(response(SCOPE, exchange.receive, exchange.send), 5))
     assert exchange.sent[-2]["body"] == b"data: [DONE]\n\n"
     assert (run.cleaned_up, run.cleanup_cancelled) == (True, False)
@@ -86,7 +88,7 @@ def test_clean_up_after_a_streamed_answer_runs_to_its_end() -> None:
 
 def test_a_client_that_leaves_mid_stream_stops_the_answer_and_the_run_is_cleaned_up() -> None:
     run, exchange = Run([TextDelta("po")], stall=True), Exchange(client_leaves_after=0.1)
-    response = ChatCompletionStream(run.open, META, include_usage=False, keepalive=15)
+    response = ChatCompletionStream(open_choices(run.open, 1), META, include_usage=False, keepalive=15)
     asyncio.run(asyncio.wait_for(response(SCOPE, exchange.receive, exchange.send), 5))
     assert b"[DONE]" not in b"".join(message.get("body", b"") for message in exchange.sent)
     assert (run.cleaned_up, run.cleanup_cancelled) == (True, False)

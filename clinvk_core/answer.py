@@ -1,0 +1,34 @@
+"""A whole turn's answer, gathered from its events: what every buffered (non-streamed) response renders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from clinvk_core.errors import UpstreamFailed
+from clinvk_core.events import Completed, Event, ReasoningDelta, TextDelta, ToolCallDone
+
+
+@dataclass
+class Answer:
+    completed: Completed
+    text: str = ""
+    reasoning: str = ""
+    calls: list[ToolCallDone] = field(default_factory=list)
+
+
+async def collect(events: AsyncIterator[Event]) -> Answer:
+    """The turn's text, reasoning and tool calls, once the CLI reports its end."""
+    text: list[str] = []
+    reasoning: list[str] = []
+    calls: list[ToolCallDone] = []
+    async for event in events:
+        if isinstance(event, TextDelta):
+            text.append(event.text)
+        elif isinstance(event, ReasoningDelta):
+            reasoning.append(event.text)
+        elif isinstance(event, ToolCallDone):
+            calls.append(event)
+        elif isinstance(event, Completed):
+            return Answer(event, "".join(text), "".join(reasoning), calls)
+    raise UpstreamFailed("The CLI ended without completing the turn.")  # the gateway raises first

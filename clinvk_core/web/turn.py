@@ -1,0 +1,78 @@
+"""One model turn as every wire format starts it: size-checked, deadline set, its events logged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.requests import Request
+
+from clinvk_core.conversation import Conversation
+from clinvk_core.errors import GatewayError, InvalidRequest
+from clinvk_core.events import Completed, Event, SessionStarted, TextDelta, ToolCallStarted
+from clinvk_core.gateway import Gateway
+from clinvk_core.routing import Route
+from clinvk_core.transcript import render_prompt
+from clinvk_core.web.access_log import RequestLog, request_log
+from clinvk_core.web.deadline import request_deadline
+from clinvk_core.web.run_response import OpenRun
+
+# Claude and codex take the system prompt as one argv string, which Linux caps at 128 KiB.
+MAX_SYSTEM_PROMPT_BYTES = 100_000
+
+
+def open_turn(gateway: Gateway, route: Route, conversation: Conversation, request: Request) -> OpenRun:
+    """What starts the turn when the response is ready to answer; checked now, so errors are plain 4xx."""
+    check_size(conversation, gateway.settings.max_prompt_chars)
+    deadline = request_deadline(request.scope, dict(request.headers), gateway.settings.timeout_seconds)
+    record = request_log(request.scope)
+
+    @asynccontextmanager
+    async def open_run() -> AsyncIterator[AsyncIterator[Event]]:
+        async with gateway.run(route, conversation, deadline) as events:
+            logged = _logged(events, record)
+            try:
+                yield logged
+            finally:
+                await logged.aclose()
+
+    return open_run
+
+
+def check_size(conversation: Conversation, max_chars: int) -> None:
+    system = conversation.system or ""
+    total = len(render_prompt(conversation)) + len(system)
+    if total > max_chars:
+        raise InvalidRequest(
+            f"The conversation is too long: {total} characters (the limit is {max_chars}).",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    if len(system.encode("utf-8")) > MAX_SYSTEM_PROMPT_BYTES:
+        raise InvalidRequest(
+            f"The system prompt is too long (over {MAX_SYSTEM_PROMPT_BYTES} bytes).",
+            param="messages",
+            code="context_length_exceeded",
+        )
+
+
+async def _logged(events: AsyncIterator[Event], record: RequestLog) -> AsyncGenerator[Event, None]:
+    """The events, noting in the request's log line what they say: session, first token, usage, failure."""
+    try:
+        async for event in events:
+            if isinstance(event, SessionStarted):
+                record.note(session_id=event.session_id)
+            elif isinstance(event, TextDelta | ToolCallStarted) and "first_token_ms" not in record.fields:
+                record.note(first_token_ms=record.elapsed_ms())
+            elif isinstance(event, Completed):
+                record.note(finish_reason=event.finish_reason)
+                if usage := event.usage:
+                    record.note(
+                        prompt_tokens=usage.prompt_tokens,
+                        completion_tokens=usage.completion_tokens,
+                        cached_tokens=usage.cached_tokens,
+                    )
+            yield event
+    except GatewayError as error:
+        record.note(error=error.code or error.type)
+        raise
