@@ -8,20 +8,24 @@ import sys
 from fastapi import FastAPI
 
 from clinvk_core.config import get_settings
-from clinvk_core.openai.errors import install_error_handlers
+from clinvk_core.openai.errors import error_response as openai_error
 from clinvk_core.web.access_log import AccessLog
 from clinvk_core.web.auth import ApiKeyAuth, KeyRing
+from clinvk_core.web.errors import install_error_handlers
 from clinvk_core.web.limits import BodyLimit
+from clinvk_core.web.run_response import ErrorResponse
 
 
-def create_app(title: str) -> FastAPI:
+def create_app(title: str, error_response: ErrorResponse = openai_error) -> FastAPI:
+    """An app whose every error, its own or its middlewares', is in the shape ``error_response`` gives."""
     settings = get_settings()
     _configure_logging()
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
-    install_error_handlers(app)
+    install_error_handlers(app, error_response)
     # Outermost last: the access log sees every request, auth runs before the body is read.
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(ApiKeyAuth, keys=KeyRing(key.get_secret_value() for key in settings.api_keys))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, error_response=error_response)
+    keys = KeyRing(key.get_secret_value() for key in settings.api_keys)
+    app.add_middleware(ApiKeyAuth, keys=keys, error_response=error_response)
     app.add_middleware(AccessLog)
     return app
 

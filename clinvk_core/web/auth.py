@@ -14,9 +14,11 @@ from collections.abc import Iterable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clinvk_core.errors import AuthenticationFailed
-from clinvk_core.openai.errors import error_response
+from clinvk_core.openai.errors import error_response as openai_error
+from clinvk_core.web.run_response import ErrorResponse
 
 HASH_PREFIX = "sha256:"
+CALLER = "caller"  # request state: the digest of the key the request came with
 OPEN_PATHS = frozenset({"/health"})
 _HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -65,11 +67,16 @@ def presented_key(headers: dict[bytes, bytes]) -> str:
 
 
 class ApiKeyAuth:
-    """401 in the OpenAI shape unless the request carries an accepted key (when any is configured)."""
+    """401 unless the request carries an accepted key (when any is configured).
 
-    def __init__(self, app: ASGIApp, keys: KeyRing) -> None:
+    An accepted key's digest is left in the request's state as its caller's identity
+    (:func:`caller`): what the caller stores, only the same key reads back.
+    """
+
+    def __init__(self, app: ASGIApp, keys: KeyRing, error_response: ErrorResponse = openai_error) -> None:
         self.app = app
         self.keys = keys
+        self.error_response = error_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.keys or scope["path"] in OPEN_PATHS:
@@ -83,6 +90,13 @@ class ApiKeyAuth:
         elif not self.keys.accepts(key):
             error = AuthenticationFailed("Incorrect API key provided.")
         else:
+            scope.setdefault("state", {})[CALLER] = _digest(key).hex()
             await self.app(scope, receive, send)
             return
-        await error_response(error)(scope, receive, send)
+        await self.error_response(error)(scope, receive, send)
+
+
+def caller(scope: Scope) -> str:
+    """Who is asking: the digest of the request's accepted API key, or "" when the gateway has no keys."""
+    value = scope.get("state", {}).get(CALLER, "")
+    return value if isinstance(value, str) else ""

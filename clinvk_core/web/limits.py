@@ -5,7 +5,8 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from clinvk_core.errors import RequestTooLarge
-from clinvk_core.openai.errors import error_response
+from clinvk_core.openai.errors import error_response as openai_error
+from clinvk_core.web.run_response import ErrorResponse
 
 
 class BodyLimit:
@@ -15,9 +16,10 @@ class BodyLimit:
     after it, ``receive`` passes through (the app still learns of a disconnect).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, error_response: ErrorResponse = openai_error) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.error_response = error_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,4 +53,4 @@ class BodyLimit:
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         error = RequestTooLarge(f"The request body is larger than the limit of {self.max_bytes} bytes.")
-        await error_response(error)(scope, receive, send)
+        await self.error_response(error)(scope, receive, send)

@@ -1,0 +1,45 @@
+"""One small interface for state that outlives a request: stored Responses API responses.
+
+Each stored response is one immutable record, written once and never updated, so concurrent writers
+(two requests continuing the same conversation) never lose each other's records. A conversation is
+the chain of records linked by ``previous_id``. Records are private to their ``owner`` (the digest of
+the API key that created them, "" when the gateway has no keys) and expire ``ttl`` after creation:
+an unknown, expired or foreign id reads as absent.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    id: str
+    owner: str
+    created_at: int  # epoch seconds
+    expires_at: int  # epoch seconds; absent from then on
+    previous_id: str | None
+    response: dict[str, Any]  # the response object, as the API returned it
+    input_items: list[dict[str, Any]] = field(default_factory=list)  # this turn's input items (with ids)
+
+
+class TooLarge(Exception):
+    """The record is over the store's size limit: it is not stored."""
+
+
+class ResponseStore(ABC):
+    """Where stored responses live: SQLite under the state root, or DynamoDB on AWS."""
+
+    @abstractmethod
+    def put(self, record: StoredResponse) -> None:
+        """Store a new record (raises :class:`TooLarge` over the size limit)."""
+
+    @abstractmethod
+    def get(self, response_id: str, owner: str) -> StoredResponse | None:
+        """The record, or None when unknown, expired or someone else's."""
+
+    @abstractmethod
+    def delete(self, response_id: str, owner: str) -> bool:
+        """Remove the record; False when there was none to remove (unknown, expired or someone else's)."""
