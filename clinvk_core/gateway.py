@@ -22,7 +22,7 @@ from clinvk_core.childenv import child_environment
 from clinvk_core.config import BACKEND_NAMES, PROJECT_ROOT, BackendName, Settings, get_settings
 from clinvk_core.conversation import Conversation
 from clinvk_core.errors import BackendUnavailable, RateLimited, Timeout, UpstreamFailed
-from clinvk_core.events import Completed, Event, Failed, TextDelta, ToolCallDone
+from clinvk_core.events import Completed, Event, Failed, TextDelta, ToolCallDone, ToolCallEvent
 from clinvk_core.routing import Route, resolve
 from clinvk_core.runner import CliProcess, DeadlineExceeded, SpawnFailed, spawn, workspace, write_files
 
@@ -99,6 +99,8 @@ class Gateway:
                     try:
                         async with spawn(invocation, cwd=paths.workdir, env=env, deadline=deadline) as cli:
                             events = self._events(backend, backend.parser(request), cli, session, deadline)
+                            if not conversation.parallel_tool_calls:
+                                events = _first_call_only(events)
                             try:
                                 yield events
                             finally:
@@ -205,6 +207,16 @@ class Gateway:
             return f"The {backend.executable} CLI could not be set up: {type(error).__name__}: {str(error)[:200]}"
         write_files({state / name: content for name, content in files.items()})
         return None
+
+
+async def _first_call_only(events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+    """The events without the calls after the first (the client asked for no parallel calls)."""
+    try:
+        async for event in events:
+            if not (isinstance(event, ToolCallEvent) and event.index > 0):
+                yield event
+    finally:
+        await events.aclose()
 
 
 async def _lines_and_calls(lines: AsyncIterator[str], session: BridgeSession | None) -> AsyncIterator[str | None]:

@@ -86,6 +86,8 @@ class Claude(Backend):
         env = {
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
             "CLAUDE_CODE_MAX_RETRIES": str(settings.max_retries),
+            # Every tool declared to the model, none deferred behind tool search (and no placeholder for it).
+            "ENABLE_TOOL_SEARCH": "false",
         }
         if conversation.sampling.max_output_tokens:
             env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(conversation.sampling.max_output_tokens)

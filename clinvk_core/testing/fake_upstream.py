@@ -98,6 +98,7 @@ class Script:
     usage: Usage = field(default_factory=Usage)
     status: int = 200  # != 200: that HTTP status with the provider's own error JSON body
     error_message: str = ""  # error body text; default depends on the status
+    retry_delay: bool = True  # a 429 states its retry delay (Retry-After header; Gemini's RetryInfo)
     hang: bool = False  # accept the request, never answer; released by client disconnect or stop() (503)
     echo: bool = False  # reply = text + " " + the last user text of the request
     tool_command: str | None = None  # first answer a shell tool call running this (see module doc)
@@ -145,6 +146,7 @@ _SCRIPT_TYPES: dict[str, tuple[type, ...]] = {
     "usage": (dict,),
     "status": (int,),
     "error_message": (str,),
+    "retry_delay": (bool,),
     "hang": (bool,),
     "echo": (bool,),
     "tool_command": (str, type(None)),
@@ -423,7 +425,7 @@ _GEMINI_STATUSES = {
 }
 
 
-def _error_body(provider: str, status: int, message: str, request_id: str) -> _JSON:
+def _error_body(provider: str, status: int, message: str, request_id: str, retry_delay: bool = True) -> _JSON:
     """The error JSON each provider really sends, so the CLIs parse and report it as they would."""
     if provider == "anthropic":
         kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -435,7 +437,7 @@ def _error_body(provider: str, status: int, message: str, request_id: str) -> _J
     if provider == "gemini":
         state = _GEMINI_STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
         gerror: _JSON = {"code": status, "message": message, "status": state}
-        if status == 429:  # Google states the retry delay in the body; gemini reads only this
+        if status == 429 and retry_delay:  # Google states the retry delay in the body; gemini reads only this
             retry_info = {
                 "@type": "type.googleapis.com/google.rpc.RetryInfo",
                 "retryDelay": f"{RETRY_AFTER_SECONDS}s",
@@ -445,14 +447,14 @@ def _error_body(provider: str, status: int, message: str, request_id: str) -> _J
     return {"error": {"message": message, "type": "not_found", "code": status}}
 
 
-def _error_response(provider: str, status: int, message: str = "") -> JSONResponse:
-    """An HTTP error in the provider's format (429 also carries Retry-After)."""
+def _error_response(provider: str, status: int, message: str = "", retry_delay: bool = True) -> JSONResponse:
+    """An HTTP error in the provider's format (429 also carries Retry-After, unless ``retry_delay`` is off)."""
     message = message or _DEFAULT_ERROR_MESSAGES.get(status, f"fake: error {status}")
-    headers = {"retry-after": str(RETRY_AFTER_SECONDS)} if status == 429 else {}
+    headers = {"retry-after": str(RETRY_AFTER_SECONDS)} if status == 429 and retry_delay else {}
     request_id = _new_id("req_fake_")
     if provider == "anthropic":
         headers["request-id"] = request_id
-    body = _error_body(provider, status, message, request_id)
+    body = _error_body(provider, status, message, request_id, retry_delay)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -898,7 +900,7 @@ class FakeUpstream:
             await self._hang(request)
             return _error_response(provider, 503, "fake: server stopping")
         if script.status != 200:
-            return _error_response(provider, script.status, script.error_message)
+            return _error_response(provider, script.status, script.error_message, script.retry_delay)
         return None
 
     async def _hang(self, request: Request) -> None:

@@ -121,6 +121,7 @@ def test_claude_env_without_upstream_keeps_the_users_login(run_paths: RunPaths) 
     assert invocation.env == {
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CLAUDE_CODE_MAX_RETRIES": "0",
+        "ENABLE_TOOL_SEARCH": "false",  # every client tool declared to the model, none deferred
     }
     assert invocation.files == {}
 
