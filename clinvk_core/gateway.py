@@ -21,7 +21,7 @@ from clinvk_core.bridge import BridgeSession, ToolBridge
 from clinvk_core.childenv import child_environment
 from clinvk_core.config import BACKEND_NAMES, PROJECT_ROOT, BackendName, Settings, get_settings
 from clinvk_core.conversation import Conversation
-from clinvk_core.errors import BackendUnavailable, RateLimited, Timeout, UpstreamFailed
+from clinvk_core.errors import BackendUnavailable, InvalidRequest, RateLimited, Timeout, UpstreamFailed
 from clinvk_core.events import Completed, Event, Failed, TextDelta, ToolCallDone, ToolCallEvent
 from clinvk_core.routing import Route, resolve
 from clinvk_core.runner import CliProcess, DeadlineExceeded, SpawnFailed, spawn, workspace, write_files
@@ -86,6 +86,8 @@ class Gateway:
         backend = BACKENDS[route.backend]
         if route.backend not in self._binaries:
             raise BackendUnavailable(self._unavailable[route.backend])
+        if (refusal := backend.refusal(conversation)) is not None:
+            raise InvalidRequest(refusal)
         if self._in_flight >= self.settings.max_concurrency:
             raise RateLimited(
                 f"Too many requests in flight on this instance (limit {self.settings.max_concurrency}); retry shortly."

@@ -115,6 +115,10 @@ class Backend(ABC):
     def parser(self, request: RunRequest) -> OutputParser:
         """A parser for the output of one run of ``request``."""
 
+    def refusal(self, conversation: Conversation) -> str | None:
+        """Why this CLI cannot honour ``conversation`` as asked (a 400), or None when it can."""
+        return None
+
 
 class OutputParser(ABC):
     """Turns one run's stdout lines into events; holds what the turn so far has said."""

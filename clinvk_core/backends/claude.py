@@ -164,10 +164,15 @@ class ClaudeParser(OutputParser):
             self._calls.clear()
             message = event.get("message")
             self._message_usage = _usage(message.get("usage") if isinstance(message, dict) else None) or _NONE
-        elif kind == "message_delta" and isinstance(event.get("usage"), dict):
-            output = as_int(event["usage"].get("output_tokens"))
-            usage = self._message_usage
-            self._message_usage = TokenUsage(usage.prompt_tokens, output, usage.cached_tokens)
+        elif kind == "message_delta":
+            if isinstance(event.get("usage"), dict):
+                output = as_int(event["usage"].get("output_tokens"))
+                usage = self._message_usage
+                self._message_usage = TokenUsage(usage.prompt_tokens, output, usage.cached_tokens)
+            delta = event.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason") == "max_tokens":
+                # The answer is cut where the client's limit cut it: claude would ask the model to go on.
+                return [Completed(self.usage_so_far(), "length")]
         elif kind == "content_block_start":
             return self._block_start(event)
         elif kind == "content_block_delta":

@@ -21,6 +21,7 @@ from clinvk_core.backends.base import (
     whole_call,
 )
 from clinvk_core.config import ToolMode
+from clinvk_core.conversation import Conversation
 from clinvk_core.events import Completed, Event, Failed, ReasoningDelta, SessionStarted, TextDelta, TokenUsage
 from clinvk_core.transcript import render_prompt
 
@@ -45,6 +46,7 @@ _STATUS = re.compile(r"\bstatus:? (\d{3})\b")
 # Its model catalog, rewritten at cold start: MCP tools declared to the model (not deferred behind a
 # tool_search tool), and in chat mode no apply_patch tool either.
 CATALOG = "models.json"
+_CUT = "Incomplete response returned, reason: max_output_tokens"
 _EFFORTS = frozenset({"minimal", "low", "medium", "high", "xhigh"})
 _IMAGE_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 # The npm launcher only execs this native binary; calling it directly saves ~70 ms per request.
@@ -115,7 +117,7 @@ class Codex(Backend):
         files: dict[Path, str | bytes] = {}
         if conversation.output:
             schema_file = paths.scratch / "output-schema.json"
-            files[schema_file] = json.dumps(conversation.output.schema)
+            files[schema_file] = json.dumps(strict_schema(conversation.output.schema)[0])
             argv += ["--output-schema", str(schema_file)]
         for index, image in enumerate(conversation.images):
             image_file = paths.scratch / "images" / f"{index + 1}{_IMAGE_SUFFIX.get(image.media_type, '')}"
@@ -145,6 +147,43 @@ class Codex(Backend):
     def parser(self, request: RunRequest) -> CodexParser:
         return CodexParser()
 
+    def refusal(self, conversation: Conversation) -> str | None:
+        output = conversation.output
+        if output is None or not output.strict or not (breaks := strict_schema(output.schema)[1]):
+            return None
+        return (
+            "codex holds structured output to OpenAI's strict schema rules: every object needs "
+            f"'additionalProperties': false and all its properties in 'required' ({'; '.join(breaks[:5])}). "
+            "Fix the schema, or send it with strict false and clinvk adapts it."
+        )
+
+
+def strict_schema(schema: Any, path: str = "") -> tuple[Any, list[str]]:
+    """``schema`` as OpenAI's strict mode takes it, and where the original breaks its rules.
+
+    The adaptation only narrows: every object closed (``additionalProperties: false``) with all its
+    properties required, so an answer valid for the adapted schema is valid for the original one.
+    """
+    if isinstance(schema, list):
+        parts = [strict_schema(item, f"{path}/{i}") for i, item in enumerate(schema)]
+        return [part for part, _ in parts], [problem for _, found in parts for problem in found]
+    if not isinstance(schema, dict):
+        return schema, []
+    adapted: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in schema.items():
+        adapted[key], found = strict_schema(value, f"{path}/{key}")
+        problems += found
+    if schema.get("type") == "object" or "properties" in schema:
+        names = list(schema.get("properties") or {})
+        if schema.get("additionalProperties") is not False:
+            problems.append(f"{path or '/'}: additionalProperties is not false")
+            adapted["additionalProperties"] = False
+        if set(schema.get("required") or []) != set(names):
+            problems.append(f"{path or '/'}: not every property is required")
+            adapted["required"] = names
+    return adapted, problems
+
 
 class CodexParser(OutputParser):
     """codex's --json events: whole agent messages, reasoning summaries and MCP tool calls."""
@@ -173,6 +212,8 @@ class CodexParser(OutputParser):
             # "error" lines before it are retry notices; turn.failed carries the final message.
             error = obj.get("error")
             message = str(error.get("message")) if isinstance(error, dict) else "codex failed"
+            if _CUT in message:  # the answer so far is the answer, cut at the output limit
+                return [Completed(None, "length")]
             match = _STATUS.search(message)
             return [Failed(message, int(match.group(1)) if match else None)]
         return []
