@@ -7,6 +7,8 @@ their users write them; the fake upstream plays the model behind the real CLI.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 
 import openai
 import pytest
@@ -14,11 +16,13 @@ from agents import Agent, OpenAIChatCompletionsModel, Runner, function_tool, set
 from langchain_core.messages import BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr
 from pydantic_ai import Agent as PydanticAgent
+from pydantic_ai import NativeOutput
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
+from clinvk_core.config import PROJECT_ROOT
 from clinvk_core.testing.emulator import Emulator
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script, ScriptedCall
 
@@ -86,3 +90,54 @@ def test_openai_agents_sdk_with_chat_completions(backend: str, emulator: Emulato
     result = asyncio.run(Runner.run(agent, "What is the weather in Paris?"))
     assert result.final_output == "It is 22C in Paris."
     assert ran == ["Paris"]
+
+
+class Forecast(BaseModel):
+    city: str
+    highs: list[float]
+
+
+FORECAST = {"city": "Paris", "highs": [21.5, 19.0]}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pydantic_ai_output_type(backend: str, emulator: Emulator, fake: FakeUpstream) -> None:
+    """pydantic-ai's default output mode: the model answers by calling its final_result tool."""
+    fake.set_script(Script(tool_calls=[ScriptedCall("final_result", FORECAST)]))
+    provider = OpenAIProvider(openai_client=openai.AsyncOpenAI(base_url=emulator.base_url, api_key="x", max_retries=0))
+    agent = PydanticAgent(OpenAIChatModel(backend, provider=provider), output_type=Forecast)
+    assert agent.run_sync("The forecast for Paris.").output == Forecast(city="Paris", highs=[21.5, 19.0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pydantic_ai_native_output(backend: str, emulator: Emulator, fake: FakeUpstream) -> None:
+    """pydantic-ai's NativeOutput: response_format json_schema, held to the schema by clinvk."""
+    fake.set_script(Script(text=json.dumps(FORECAST)))
+    provider = OpenAIProvider(openai_client=openai.AsyncOpenAI(base_url=emulator.base_url, api_key="x", max_retries=0))
+    agent = PydanticAgent(OpenAIChatModel(backend, provider=provider), output_type=NativeOutput(Forecast))
+    assert agent.run_sync("The forecast for Paris.").output == Forecast(city="Paris", highs=[21.5, 19.0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_langchain_with_structured_output_json_schema(backend: str, emulator: Emulator, fake: FakeUpstream) -> None:
+    fake.set_script(Script(text=json.dumps(FORECAST)))
+    llm = ChatOpenAI(model=backend, base_url=emulator.base_url, api_key=SecretStr("x"), max_retries=0,
+                     use_responses_api=False)  # fmt: skip
+    structured = llm.with_structured_output(Forecast, method="json_schema")
+    assert structured.invoke("The forecast for Paris.") == Forecast(city="Paris", highs=[21.5, 19.0])
+
+
+INSTRUCTOR = PROJECT_ROOT / ".venv-clients" / "bin" / "python"
+
+
+@pytest.mark.parametrize("mode", ["JSON_SCHEMA", "TOOLS"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_instructor(backend: str, mode: str, emulator: Emulator, fake: FakeUpstream) -> None:
+    """instructor in its own venv (make setup builds it), in JSON-schema mode and in its default tools mode."""
+    calls = [ScriptedCall("Forecast", FORECAST)] if mode == "TOOLS" else None
+    fake.set_script(Script(text=json.dumps(FORECAST), tool_calls=calls))
+    script = PROJECT_ROOT / "tests" / "clients" / "instructor_client.py"
+    done = subprocess.run([str(INSTRUCTOR), str(script), emulator.base_url, backend, mode],
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Forecast.model_validate_json(done.stdout) == Forecast(city="Paris", highs=[21.5, 19.0])
