@@ -25,6 +25,7 @@ from clinvk_core.errors import GatewayError, MethodNotAllowed, NotFound
 from clinvk_core.openai.errors import error_response
 from clinvk_core.runner import kill_all
 from clinvk_core.web import LAMBDA_CONTEXT_HEADER
+from clinvk_core.web.access_log import AccessLog
 
 WORKERS_PER_FUNCTION = 4  # concurrent "instances" of each buffered function
 
@@ -84,8 +85,8 @@ class Emulator:
             return
         try:
             endpoint, params = self._match(scope["method"], scope["path"])
-        except GatewayError as error:
-            await error_response(error)(scope, receive, send)
+        except GatewayError as error:  # answered as API Gateway would, and logged like any request
+            await AccessLog(error_response(error))(scope, receive, send)
             return
         if endpoint.function.streaming:
             await self._forward(endpoint, scope, receive, send)
