@@ -22,6 +22,11 @@ def main() -> None:
         for row in floor:
             print(f"  {'stream' if row.stream else 'buffered':8} bare {ms(row.bare.median)} ms, "
                   f"gateway {ms(row.gateway.median)} ms, +{ms(row.added)} ms")  # fmt: skip
+        print("client tools: with and without one declared tool...", flush=True)
+        tools = sections.tool_bridge(b, runs)
+        for cost in tools:
+            print(f"  {cost.backend:6} without {ms(cost.plain.median)} ms, with one tool "
+                  f"{ms(cost.with_tool.median)} ms, +{ms(cost.added)} ms")  # fmt: skip
         print("relay delay...", flush=True)
         relay = sections.relay(b, runs)
         print(f"  p50 {ms(relay.median)} ms, p90 {ms(relay.p90)} ms")
@@ -42,7 +47,7 @@ def main() -> None:
         cuts = sections.startup_cuts(b, runs)
         for cut in cuts:
             print(f"  {cut.name}: {ms(cut.before.median)} -> {ms(cut.after.median)} ms ({cut.note})")
-        page = report.write(overhead, floor, relay, cold, framework, scale, cuts, runs)
+        page = report.write(overhead, floor, tools, relay, cold, framework, scale, cuts, runs)
     print(f"wrote {page}")
 
 

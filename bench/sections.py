@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -47,9 +48,9 @@ class Overhead:
         return self.gateway.median / self.bare.median
 
 
-def gateway_turn(client: httpx.Client, backend: str, stream: bool) -> float:
+def gateway_turn(client: httpx.Client, backend: str, stream: bool, **fields: Any) -> float:
     """Seconds until the whole answer is in: the JSON body, or the stream's [DONE]."""
-    body = {"model": backend, "messages": [{"role": "user", "content": PROMPT}], "stream": stream}
+    body = {"model": backend, "messages": [{"role": "user", "content": PROMPT}], "stream": stream, **fields}
     start = time.perf_counter()
     if not stream:
         response = client.post("/chat/completions", json=body)
@@ -77,6 +78,50 @@ def overhead(bench: Bench, runs: int) -> list[Overhead]:
                             bare.append(a)
                             gateway.append(b)
                     rows.append(Overhead(backend, stream, summarize(bare), summarize(gateway)))
+    finally:
+        emulator.stop()
+    return rows
+
+
+# --- client tools: the same turn with and without one declared tool -------------------------------------
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city right now.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@dataclass(frozen=True)
+class ToolCost:
+    backend: str
+    plain: Summary
+    with_tool: Summary
+
+    @property
+    def added(self) -> float:
+        return self.with_tool.median - self.plain.median
+
+
+def tool_bridge(bench: Bench, runs: int) -> list[ToolCost]:
+    """What offering one client tool costs a turn the model answers in text: the CLI connects to the
+    bridge, lists the tool and declares it upstream before it asks the model."""
+    emulator = bench.emulator()
+    rows = []
+    try:
+        with httpx.Client(base_url=emulator.base_url, timeout=120) as client:
+            for backend in BACKENDS:
+                plain, with_tool = [], []
+                for i in range(WARMUP + runs):  # interleaved, as above
+                    a = gateway_turn(client, backend, False)
+                    b = gateway_turn(client, backend, False, tools=[WEATHER_TOOL])
+                    if i >= WARMUP:
+                        plain.append(a)
+                        with_tool.append(b)
+                rows.append(ToolCost(backend, summarize(plain), summarize(with_tool)))
     finally:
         emulator.stop()
     return rows
