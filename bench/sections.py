@@ -83,6 +83,74 @@ def overhead(bench: Bench, runs: int) -> list[Overhead]:
     return rows
 
 
+# --- warm: CLIs started ahead of the request, against cold runs and the bare CLI ------------------------
+
+
+@dataclass(frozen=True)
+class WarmRow:
+    backend: str
+    bare: Summary  # the bare CLI, to its end-of-turn line
+    cold_first: Summary  # through the gateway, CLI started for the request: first token
+    cold_end: Summary  # ... [DONE]
+    warm_first: Summary  # CLI started ahead: first token
+    warm_end: Summary  # ... [DONE]
+    warm_upstream: Summary  # CLI started ahead: until its model request reaches the upstream (what bounds it)
+
+
+def stream_timings(client: httpx.Client, backend: str) -> tuple[float, float, float]:
+    """(start, seconds to the first content delta, seconds to [DONE]) of one streamed turn."""
+    body = {"model": backend, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
+    start = time.perf_counter()
+    first = None
+    with client.stream("POST", "/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if first is None and '"content":"' in line and '"content":""' not in line:
+                first = time.perf_counter() - start
+            if line == "data: [DONE]":
+                return start, first or 0.0, time.perf_counter() - start
+    raise RuntimeError("stream ended without [DONE]")
+
+
+def warm_vs_cold(bench: Bench, runs: int, warm_backends: tuple[BackendName, ...]) -> list[WarmRow]:
+    """Per warm backend, interleaved: the bare CLI, a turn through a cold gateway, one through a warm one
+    whose pool is full again (a request that finds its CLI started, as on an idle Lambda instance)."""
+    cold = bench.emulator()
+    warm = bench.emulator(CLINVK_WARM_BACKENDS=",".join(warm_backends))
+    rows = []
+    try:
+        with (
+            httpx.Client(base_url=cold.base_url, timeout=120) as to_cold,
+            httpx.Client(base_url=warm.base_url, timeout=120) as to_warm,
+        ):
+            for backend in warm_backends:
+                samples: dict[str, list[float]] = {key: [] for key in ("bare", "cf", "ce", "wf", "we", "wu")}
+                for i in range(WARMUP + runs):
+                    bare = bench.bare(backend, PROMPT).answer_at
+                    _, cold_first, cold_end = stream_timings(to_cold, backend)
+                    _pools_ready(to_warm)
+                    start, warm_first, warm_end = stream_timings(to_warm, backend)
+                    upstream = min(r.received_at for r in bench.fake.requests if r.received_at >= start) - start
+                    if i >= WARMUP:
+                        for key, value in zip(samples, (bare, cold_first, cold_end, warm_first, warm_end, upstream),
+                                              strict=True):  # fmt: skip
+                            samples[key].append(value)
+                rows.append(WarmRow(backend, *(summarize(values) for values in samples.values())))
+    finally:
+        cold.stop()
+        warm.stop()
+    return rows
+
+
+def _pools_ready(client: httpx.Client) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        health = client.get(str(client.base_url).replace("/openai/v1", "/health")).json()
+        if all(pool["ready"] == pool["size"] for pool in health["warm"].values()):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"the warm pools did not fill: {health['warm']}")
+
+
 # --- client tools: the same turn with and without one declared tool -------------------------------------
 
 WEATHER_TOOL = {

@@ -14,9 +14,11 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clinvk_core.emulator.lambda_events import LambdaContext, proxy_result, rest_api_event
@@ -143,13 +145,26 @@ class Emulator:
         await send({"type": "http.response.body", "body": payload})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                kill_all()  # nothing outlives the emulator
-                for pool in self._pools.values():
-                    pool.shutdown(wait=False, cancel_futures=True)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        """Start and stop the streaming functions' apps as uvicorn does behind the Web Adapter (their
+        start-up keeps CLIs warm); on shut-down, no CLI outlives the emulator."""
+        async with AsyncExitStack() as apps:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    for app in self._streaming_apps():
+                        await apps.enter_async_context(app.router.lifespan_context(app))
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await apps.aclose()
+                    kill_all()
+                    for pool in self._pools.values():
+                        pool.shutdown(wait=False, cancel_futures=True)
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    def _streaming_apps(self) -> list[Starlette]:
+        apps: list[Starlette] = []
+        for endpoint in self._endpoints:
+            if endpoint.function.streaming and endpoint.target not in apps:
+                apps.append(endpoint.target)
+        return apps

@@ -103,6 +103,7 @@ class Script:
     error_message: str = ""  # error body text; default depends on the status
     retry_delay: bool = True  # a 429 states its retry delay (Retry-After header; Gemini's RetryInfo)
     hang: bool = False  # accept the request, never answer; released by client disconnect or stop() (503)
+    hang_on: str | None = None  # hang only the requests whose body holds this text (others answer)
     echo: bool = False  # reply = text + " " + the last user text of the request
     tool_command: str | None = None  # first answer a shell tool call running this (see module doc)
     tool_echo: bool = False  # after the tool ran: reply = text + "\n" + the tool result the CLI sent
@@ -155,6 +156,7 @@ _SCRIPT_TYPES: dict[str, tuple[type, ...]] = {
     "error_message": (str,),
     "retry_delay": (bool,),
     "hang": (bool,),
+    "hang_on": (str, type(None)),
     "echo": (bool,),
     "tool_command": (str, type(None)),
     "tool_echo": (bool,),
@@ -187,6 +189,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]
     body: Any
+    received_at: float = 0.0  # time.perf_counter() when it came (the bench times CLIs by it)
 
     def text(self) -> str:
         """The whole body as one JSON string, for "does X appear anywhere" asserts."""
@@ -867,6 +870,7 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._script = Script()
         self._requests: list[RecordedRequest] = []
+        self._hanging = 0
         self._stopping = threading.Event()
         self._async_stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -898,6 +902,12 @@ class FakeUpstream:
         """A snapshot of the recorded requests, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def hanging(self) -> int:
+        """Requests held open by a hanging script right now (their client has not gone away)."""
+        with self._lock:
+            return self._hanging
 
     def clear(self) -> None:
         """Forget the recorded requests."""
@@ -1000,6 +1010,7 @@ class FakeUpstream:
         return Starlette(routes=routes)
 
     async def _record(self, provider: str, request: Request) -> RecordedRequest:
+        received_at = time.perf_counter()
         raw = await request.body()
         recorded = RecordedRequest(
             provider=provider,
@@ -1008,14 +1019,17 @@ class FakeUpstream:
             query=request.url.query,
             headers=dict(request.headers),
             body=_decode_body(raw, request.headers.get("content-encoding", "")),
+            received_at=received_at,
         )
         with self._lock:
             self._requests.append(recorded)
         return recorded
 
-    async def _script_failure(self, provider: str, script: Script, request: Request) -> Response | None:
+    async def _script_failure(
+        self, provider: str, script: Script, request: Request, recorded: RecordedRequest
+    ) -> Response | None:
         """The answer of a hanging or failing script; None when the script answers normally."""
-        if script.hang:
+        if script.hang or (script.hang_on is not None and script.hang_on in recorded.text()):
             await self._hang(request)
             return _error_response(provider, 503, "fake: server stopping")
         if script.status != 200:
@@ -1030,9 +1044,13 @@ class FakeUpstream:
                 pass
 
         waiters = [asyncio.ensure_future(client_gone()), asyncio.ensure_future(self._stop_event().wait())]
+        with self._lock:
+            self._hanging += 1
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            with self._lock:
+                self._hanging -= 1
             for waiter in waiters:
                 waiter.cancel()
 
@@ -1063,7 +1081,7 @@ class FakeUpstream:
 
     async def _anthropic(self, request: Request) -> Response:
         recorded, script = await self._record("anthropic", request), self.script
-        if (failure := await self._script_failure("anthropic", script, request)) is not None:
+        if (failure := await self._script_failure("anthropic", script, request, recorded)) is not None:
             return failure
         body = recorded.body if isinstance(recorded.body, dict) else {}
         model = str(body.get("model", "claude-fake"))
@@ -1083,7 +1101,7 @@ class FakeUpstream:
 
     async def _openai(self, request: Request) -> Response:
         recorded, script = await self._record("openai", request), self.script
-        if (failure := await self._script_failure("openai", script, request)) is not None:
+        if (failure := await self._script_failure("openai", script, request, recorded)) is not None:
             return failure
         body = recorded.body if isinstance(recorded.body, dict) else {}
         model = str(body.get("model", "gpt-fake"))
@@ -1116,7 +1134,7 @@ class FakeUpstream:
             text = json.dumps(_sample_for_schema(schema))
             return JSONResponse(_gemini_chunk(model, _new_id("fake-"), text, True, HELPER_USAGE))
         script = self.script
-        if (failure := await self._script_failure("gemini", script, request)) is not None:
+        if (failure := await self._script_failure("gemini", script, request, recorded)) is not None:
             return failure
         resp_id = _new_id("fake-")
         if calls := _wanted_calls(script, "gemini", recorded.body):

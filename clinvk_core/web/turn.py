@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from clinvk_core.conversation import Conversation
 from clinvk_core.errors import GatewayError, InvalidRequest
-from clinvk_core.events import Completed, Event, SessionStarted, TextDelta, ToolCallStarted
+from clinvk_core.events import Completed, Event, RunStarted, SessionStarted, TextDelta, ToolCallStarted
 from clinvk_core.gateway import Gateway
 from clinvk_core.routing import Route
 from clinvk_core.structured import checked_output
@@ -67,7 +67,9 @@ async def _logged(events: AsyncIterator[Event], record: RequestLog) -> AsyncGene
     """The events, noting in the request's log line what they say: session, first token, usage, failure."""
     try:
         async for event in events:
-            if isinstance(event, SessionStarted):
+            if isinstance(event, RunStarted):
+                record.note(warm=event.warm)
+            elif isinstance(event, SessionStarted):
                 record.note(session_id=event.session_id)
             elif isinstance(event, TextDelta | ToolCallStarted) and "first_token_ms" not in record.fields:
                 record.note(first_token_ms=record.elapsed_ms())
