@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     warm_backends: Annotated[list[BackendName], NoDecode] = Field(default_factory=lambda: list(WARM_BY_DEFAULT))
     warm_size: int = Field(default=2, ge=1)
     warm_max_sessions: int = Field(default=100, ge=1)
+    warm_start_seconds: float = Field(default=8.0, ge=0)  # start-up waits this long at most for the pools
     bin_dir: Path | None = None
     state_dir: Path = Field(default_factory=_default_state_dir)
     tool_mode: ToolMode = "chat"

@@ -257,13 +257,20 @@ class Gateway:
 
     # --- CLIs started ahead of requests (clinvk_core/warm.py) ---
 
-    async def start_warm(self) -> None:
-        """Start the warm pools (at cold start: the app's lifespan). Requests start them too, if need be."""
+    async def start_warm(self, wait: float = 0.0) -> None:
+        """Start the warm pools and wait up to ``wait`` seconds for them to be ready (at the app's start-up,
+        so that on Lambda the init phase warms the CLIs). Requests start them too, if need be."""
         if self._warm_loop is None:
             self._warm_loop = asyncio.get_running_loop()
-        if self._warm_here():
-            for pool in self._pools.values():
-                pool.fill()
+        if not self._warm_here():
+            return
+        for pool in self._pools.values():
+            pool.fill()
+        deadline = asyncio.get_running_loop().time() + wait
+        while asyncio.get_running_loop().time() < deadline:
+            if all(status["ready"] == status["size"] for status in self.warm_status().values()):
+                return
+            await asyncio.sleep(0.02)
 
     def warm_status(self) -> dict[str, dict[str, int]]:
         """Per backend kept warm: how many CLIs wait ready, of how many (for /health)."""

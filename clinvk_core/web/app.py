@@ -41,7 +41,7 @@ def create_app(title: str, error_response: ErrorResponse = openai_error, gateway
 
 @asynccontextmanager
 async def _warm(gateway: Gateway, app: FastAPI) -> AsyncIterator[None]:
-    await gateway.start_warm()
+    await gateway.start_warm(wait=gateway.settings.warm_start_seconds)
     try:
         yield
     finally:
