@@ -263,7 +263,7 @@ class Gateway:
         if self._warm_loop is None:
             self._warm_loop = asyncio.get_running_loop()
         if not self._warm_here():
-            return
+            return  # started already, on another loop
         for pool in self._pools.values():
             pool.fill()
         deadline = asyncio.get_running_loop().time() + wait
@@ -283,9 +283,8 @@ class Gateway:
         self._warm_loop = None
 
     def _warm_here(self) -> bool:
-        """Pools live on one event loop; a run on another (a Mangum invocation, a test client) runs cold."""
-        if self._warm_loop is None:
-            self._warm_loop = asyncio.get_running_loop()
+        """Pools live on the loop of the app that started them (its lifespan); a run elsewhere (a Mangum
+        invocation, whose loop lives only as long as it does) runs cold."""
         return self._warm_loop is asyncio.get_running_loop()
 
     def _warm_model(self, name: BackendName) -> str | None:
