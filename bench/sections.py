@@ -127,7 +127,7 @@ def warm_vs_cold(bench: Bench, runs: int, warm_backends: tuple[BackendName, ...]
                 for i in range(WARMUP + runs):
                     bare = bench.bare(backend, PROMPT).answer_at
                     _, cold_first, cold_end = stream_timings(to_cold, backend)
-                    _pools_ready(to_warm)
+                    _pools_ready(to_warm, f"http://127.0.0.1:{warm.port}/health")
                     start, warm_first, warm_end = stream_timings(to_warm, backend)
                     upstream = min(r.received_at for r in bench.fake.requests if r.received_at >= start) - start
                     if i >= WARMUP:
@@ -141,10 +141,10 @@ def warm_vs_cold(bench: Bench, runs: int, warm_backends: tuple[BackendName, ...]
     return rows
 
 
-def _pools_ready(client: httpx.Client) -> None:
+def _pools_ready(client: httpx.Client, health_url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        health = client.get(str(client.base_url).replace("/openai/v1", "/health")).json()
+        health = client.get(health_url).json()
         if all(pool["ready"] == pool["size"] for pool in health["warm"].values()):
             return
         time.sleep(0.02)
