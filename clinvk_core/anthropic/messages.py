@@ -27,7 +27,7 @@ from clinvk_core.web.turn import open_turn
 async def create_message(body: MessagesRequest, request: Request, gateway: Gateway) -> Response:
     record = request_log(request.scope)
     record.note(model=body.model, stream=bool(body.stream))
-    check_count(body, gateway)
+    check_message_count(body, gateway)
     route = gateway.route(body.model)
     record.note(backend=route.backend)
     conversation = await to_conversation(body, image_loader(gateway))
@@ -40,7 +40,7 @@ async def create_message(body: MessagesRequest, request: Request, gateway: Gatew
 
 def count_tokens(body: CountTokensRequest, gateway: Gateway) -> NoReturn:
     """A clear 501 for any valid request: a count would need a model run, and clinvk does not estimate."""
-    check_count(body, gateway)
+    check_message_count(body, gateway)
     gateway.route(body.model)  # an unknown model is a 404, as for a message
     raise CountingUnavailable(
         "Token counting is not available: the CLIs behind this gateway count tokens only by running the model, "
@@ -48,7 +48,7 @@ def count_tokens(body: CountTokensRequest, gateway: Gateway) -> NoReturn:
     )
 
 
-def check_count(body: CountTokensRequest, gateway: Gateway) -> None:
+def check_message_count(body: CountTokensRequest, gateway: Gateway) -> None:
     if len(body.messages) > gateway.settings.max_messages:
         raise InvalidRequest(f"Too many messages: {len(body.messages)} (the limit is {gateway.settings.max_messages}).")
 

@@ -33,6 +33,10 @@ from clinvk_core.web.run_response import SSE_HEADERS, OpenRun, RunResponse, send
 
 log = logging.getLogger("clinvk")
 EventData = dict[str, Any]
+_EMPTY: dict[str, EventData] = {  # a text or thinking block as it starts (see ThinkingBlock for the signature)
+    "text": {"type": "text", "text": ""},
+    "thinking": {"type": "thinking", "thinking": "", "signature": ""},
+}
 
 
 class MessageStream(RunResponse[AsyncIterator[Event]]):
@@ -93,7 +97,7 @@ class Blocks:
             return self._release() + self._start_call(event.index, event.name)
         if isinstance(event, ToolCallArguments) and event.index in self._calls and event.delta:
             self._streamed.add(event.index)
-            return [self._block_delta(self._calls[event.index], "input_json_delta", event.delta)]
+            return [self._arguments(self._calls[event.index], event.delta)]
         if isinstance(event, ToolCallDone):
             return self._end_call(event)
         return []
@@ -110,7 +114,7 @@ class Blocks:
 
     def _delta(self, kind: str, delta: EventData) -> list[EventData]:
         """A delta of a text or thinking block: the open one, or a new one."""
-        out = [] if self._open == kind else self._begin(kind, {"type": kind, kind: ""} | _SIGNATURE.get(kind, {}))
+        out = [] if self._open == kind else self._begin(kind, _EMPTY[kind])
         return [*out, {"type": "content_block_delta", "index": self._index, "delta": delta}]
 
     def _start_call(self, call: int, name: str) -> list[EventData]:
@@ -122,7 +126,7 @@ class Blocks:
         out = [] if done.index in self._calls else self._release() + self._start_call(done.index, done.name)
         block = self._calls[done.index]
         if done.index not in self._streamed and done.arguments:
-            out.append(self._block_delta(block, "input_json_delta", done.arguments))
+            out.append(self._arguments(block, done.arguments))
         return out + self._close() if block == self._index else out
 
     def _begin(self, kind: str, block: EventData) -> list[EventData]:
@@ -137,18 +141,16 @@ class Blocks:
         self._open = None
         return [{"type": "content_block_stop", "index": self._index}]
 
-    def _block_delta(self, index: int, kind: str, partial_json: str) -> EventData:
-        return {"type": "content_block_delta", "index": index, "delta": {"type": kind, "partial_json": partial_json}}
+    def _arguments(self, index: int, piece: str) -> EventData:
+        delta = {"type": "input_json_delta", "partial_json": piece}
+        return {"type": "content_block_delta", "index": index, "delta": delta}
 
     def _end(self, completed: Completed) -> list[EventData]:
         out = self._release()
         if self._index < 0:  # no content at all: an empty text block, as in the message of a buffered answer
-            out += self._begin("text", {"type": "text", "text": ""})
+            out += self._begin("text", _EMPTY["text"])
         out += self._close()
         matched = self._stops.matched
         delta = {"stop_reason": stop_reason(completed, matched), "stop_sequence": matched}
         usage = usage_of(completed.usage).model_dump()
         return [*out, {"type": "message_delta", "delta": delta, "usage": usage}, {"type": "message_stop"}]
-
-
-_SIGNATURE: dict[str, EventData] = {"thinking": {"signature": ""}}  # see ThinkingBlock

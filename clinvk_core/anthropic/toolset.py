@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from clinvk_core.anthropic.schema import MessagesRequest, Tool
+from clinvk_core.anthropic.schema import Tool
 from clinvk_core.anthropic.schema import ToolChoice as ToolChoiceIn
 from clinvk_core.conversation import ToolChoice, ToolSpec
 from clinvk_core.errors import InvalidRequest
@@ -39,14 +39,14 @@ class ToolSet:
 
     def change(self, kind: str, tool: dict[str, Any] | None, param: str) -> None:
         """A system turn's ``tool_addition`` or ``tool_removal`` of a ``tool_reference`` or ``tool_definition``."""
-        kind_of_tool = tool.get("type") if tool else None
-        if kind == "tool_addition" and kind_of_tool == "tool_definition" and tool is not None:
+        tool = tool or {}
+        if kind == "tool_addition" and tool.get("type") == "tool_definition":
             try:
                 definition = Tool.model_validate(tool.get("definition"), strict=True)
             except ValidationError:
                 raise InvalidRequest(f"{param}.tool.definition must be a tool (name, input_schema...).") from None
             self._define(definition, f"{param}.tool.definition", active=True)
-        elif kind_of_tool == "tool_reference" and tool is not None and isinstance(name := tool.get("name"), str):
+        elif tool.get("type") == "tool_reference" and isinstance(name := tool.get("name"), str):
             if kind == "tool_addition":
                 self.reference(name, param)
             elif name in self._active:
@@ -90,5 +90,5 @@ def tool_choice(choice: ToolChoiceIn | None, tools: Sequence[ToolSpec]) -> ToolC
     return chosen
 
 
-def parallel_calls(body: MessagesRequest) -> bool:
-    return not (body.tool_choice and body.tool_choice.disable_parallel_tool_use)
+def parallel_calls(choice: ToolChoiceIn | None) -> bool:
+    return not (choice and choice.disable_parallel_tool_use)

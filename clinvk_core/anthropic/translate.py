@@ -50,7 +50,7 @@ async def to_conversation(body: MessagesRequest, images: ImageLoader) -> Convers
         system="\n\n".join(text for text in system if text) or None,
         tools=() if choice is None else offered,
         tool_choice=choice or ToolChoice(),
-        parallel_tool_calls=parallel_calls(body),
+        parallel_tool_calls=parallel_calls(body.tool_choice),
         output=output_format(body.output_config),
         sampling=sampling(body),
         reasoning_effort=effort(body.output_config),
