@@ -126,6 +126,16 @@ def test_an_image_block_reaches_the_upstream_byte_for_byte(
     assert list(images_sent(request.provider, request.body)) == [("image/png", PNG)]
 
 
+def test_a_failure_after_the_headers_raises_in_the_sdk(client: anthropic.Anthropic, fake: FakeUpstream) -> None:
+    fake.set_script(Script(status=401, error_message="fake: key revoked"))
+    with (
+        pytest.raises(anthropic.APIStatusError, match="fake: key revoked") as failed,
+        client.messages.stream(model="claude", max_tokens=64, messages=ask("hi")) as stream,
+    ):
+        stream.get_final_message()
+    assert (failed.value.status_code, failed.value.type) == (200, "api_error")  # an event of a 200 stream
+
+
 def test_errors_are_anthropic_errors(client: anthropic.Anthropic, fake: FakeUpstream) -> None:
     with pytest.raises(anthropic.NotFoundError) as missing:
         client.messages.create(model="llama-3", max_tokens=8, messages=ask("hi"))

@@ -391,11 +391,8 @@ def test_a_failure_after_the_headers_is_one_error_event(app: TestClient, handler
     assert payload["type"] == "error"
     assert payload["error"]["type"] == "api_error"
     assert "unexpected status 401" in payload["error"]["message"]
-    with (
-        pytest.raises(anthropic.APIStatusError, match="unexpected status 401"),
-        sdk(app).messages.stream(model="codex", max_tokens=8, messages=USER) as stream,
-    ):
-        stream.get_final_message()
+    # The SDK raising on it is tested end to end: it stops reading at the event, which the test client
+    # answers by cancelling the app, its clean-up included, as no real server does.
 
 
 def test_a_silent_cli_gets_pings_then_a_timeout_error_event(app: TestClient, handlers: Handlers) -> None:
