@@ -200,11 +200,15 @@ def effort(config: OutputConfig | None) -> str | None:
 
 
 def output_format(config: OutputConfig | None) -> OutputFormat | None:
-    """``output_config.format``: the answer is one JSON value valid against the schema."""
+    """``output_config.format``: the answer is one JSON value valid against the schema.
+
+    Not ``strict`` in clinvk's sense (OpenAI's strict rules, which codex enforces): Anthropic accepts
+    schemas with optional properties, and codex narrows them instead; clinvk checks every answer anyway.
+    """
     spec = config.format if config else None
     if spec is None:
         return None
     if spec.get("type") != "json_schema" or "schema" not in spec:
         raise InvalidRequest('output_config.format must be {"type": "json_schema", "schema": {...}}.')
     check_json_schema(spec["schema"], param="output_config.format.schema", what="The output format's schema")
-    return OutputFormat(spec["schema"], strict=True)
+    return OutputFormat(spec["schema"])

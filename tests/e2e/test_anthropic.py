@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -11,7 +10,15 @@ import pytest
 from anthropic.types import MessageParam, ToolParam
 
 from clinvk_core.testing.emulator import Emulator
-from clinvk_core.testing.fake_upstream import FakeUpstream, RecordedRequest, Script, ScriptedCall, Usage
+from clinvk_core.testing.fake_upstream import (
+    FakeUpstream,
+    RecordedRequest,
+    Script,
+    ScriptedCall,
+    Usage,
+    generation_settings,
+    received_images,
+)
 
 BACKENDS = ["claude", "codex", "gemini"]
 PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
@@ -33,9 +40,10 @@ def client(emulator: Emulator) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0, _strict_response_validation=True)
 
 
-def upstream(fake: FakeUpstream, backend: str) -> list[RecordedRequest]:
-    """The model calls the backend's CLI made (gemini's helper calls, which carry a response schema, left out)."""
-    return [r for r in fake.requests if r.provider == PROVIDER[backend] and "responseJsonSchema" not in r.text()]
+def model_turns(fake: FakeUpstream, backend: str) -> list[RecordedRequest]:
+    """The backend's requests for the model turn itself (not gemini's helper calls and token counts)."""
+    helpers = (":generateContent", ":countTokens")
+    return [r for r in fake.requests if r.provider == PROVIDER[backend] and not r.path.endswith(helpers)]
 
 
 def ask(text: str) -> list[MessageParam]:
@@ -60,7 +68,7 @@ def test_create_and_stream_with_the_system_prompt_and_exact_usage(
     usage = created.usage
     assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (100, 23, 0)
     assert usage.output_tokens == 7
-    (request,) = upstream(fake, backend)
+    (request,) = model_turns(fake, backend)
     assert "SYSTEM-MARKER-1" in request.text()
 
     with client.messages.stream(model=backend, max_tokens=256, system="SYSTEM-MARKER-1", messages=ask("Q?")) as s:
@@ -90,28 +98,10 @@ def test_a_tool_loop(backend: str, client: anthropic.Anthropic, fake: FakeUpstre
     answered = client.messages.create(model=backend, max_tokens=256, tools=[WEATHER], messages=messages)
     assert answered.stop_reason == "end_turn"
     assert getattr(answered.content[0], "text", None) == "It is sunny in Paris."
-    first, second = upstream(fake, backend)
+    first, second = model_turns(fake, backend)
     assert "get_weather" in first.text()  # offered to the model as a tool of the CLI's own
     assert "RESULT-22C-SUNNY" not in first.text()
     assert "RESULT-22C-SUNNY" in second.text()  # the fake saw the result
-
-
-def images_sent(provider: str, body: Any) -> Iterator[tuple[str, bytes]]:
-    """(media type, bytes) of every image in a provider request, wherever the provider puts it."""
-    if isinstance(body, dict):
-        if provider == "anthropic" and body.get("type") == "image" and body["source"]["type"] == "base64":
-            yield body["source"]["media_type"], base64.b64decode(body["source"]["data"])
-        elif provider == "openai" and body.get("type") == "input_image":
-            header, _, data = body["image_url"].partition(",")
-            yield header.removeprefix("data:").removesuffix(";base64"), base64.b64decode(data)
-        elif provider == "gemini" and isinstance(body.get("inlineData"), dict):
-            yield body["inlineData"]["mimeType"], base64.b64decode(body["inlineData"]["data"])
-        else:
-            for value in body.values():
-                yield from images_sent(provider, value)
-    elif isinstance(body, list):
-        for item in body:
-            yield from images_sent(provider, item)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -122,8 +112,29 @@ def test_an_image_block_reaches_the_upstream_byte_for_byte(
     content: Any = [{"type": "image", "source": source}, {"type": "text", "text": "What is in this image?"}]
     created = client.messages.create(model=backend, max_tokens=64, messages=[{"role": "user", "content": content}])
     assert created.stop_reason == "end_turn"
-    request = upstream(fake, backend)[0]
-    assert list(images_sent(request.provider, request.body)) == [("image/png", PNG)]
+    assert received_images(model_turns(fake, backend)[0]) == [("image/png", PNG)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_settings_thinking_and_a_cut_answer(backend: str, client: anthropic.Anthropic, fake: FakeUpstream) -> None:
+    fake.set_script(Script(text="cut short", finish="length", reasoning="Six times seven."))
+    sampling = {"temperature": 0.25, "top_p": 0.5}  # fields this SDK no longer has; older clients send them
+    with client.messages.stream(model=backend, max_tokens=321, messages=ask("6*7?"), thinking={"type": "adaptive"},
+                                output_config={"effort": "high"}, extra_body=sampling) as stream:  # fmt: skip
+        final = stream.get_final_message()
+    shown = {"claude": "Six times seven.", "codex": "Six times seven.", "gemini": None}  # gemini shows none
+    # gemini's headless output does not say why the model stopped: a cut answer reads as a whole one.
+    stop = {"claude": "max_tokens", "codex": "max_tokens", "gemini": "end_turn"}
+    thinking = [block.thinking for block in final.content if block.type == "thinking"]
+    assert thinking == ([shown[backend]] if shown[backend] else [])
+    assert [getattr(block, "text", None) for block in final.content if block.type == "text"] == ["cut short"]
+    assert final.stop_reason == stop[backend]
+    expected = {
+        "claude": {"max_tokens": 321, "temperature": None, "top_p": None, "effort": "high"},
+        "codex": {"max_tokens": None, "temperature": None, "top_p": None, "effort": "high"},
+        "gemini": {"max_tokens": 321, "temperature": 0.25, "top_p": 0.5, "effort": None},
+    }
+    assert generation_settings(model_turns(fake, backend)[0]) == expected[backend]
 
 
 def test_a_failure_after_the_headers_raises_in_the_sdk(client: anthropic.Anthropic, fake: FakeUpstream) -> None:

@@ -336,4 +336,4 @@ def test_bad_sampling_and_output(fields: dict[str, Any], needle: str) -> None:
 def test_output_format() -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
     result = convert(user("q"), output_config={"format": {"type": "json_schema", "schema": schema}})
-    assert result.output == OutputFormat(schema, strict=True)
+    assert result.output == OutputFormat(schema)  # not OpenAI-strict: codex narrows what it cannot hold
