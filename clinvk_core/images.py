@@ -51,11 +51,9 @@ class ImageLoader:
 
     async def load(self, url: str, *, param: str) -> ImagePart:
         """The image at ``url`` (a data URL, or http(s) when allowed)."""
-        self._count += 1
-        if self._count > self.max_images:
-            raise InvalidRequest(f"Too many images: the limit is {self.max_images} per request.", param=param)
+        self._counted(param)
         if url[:5].lower() == "data:":
-            return self.from_base64(*_split_data_url(url, param), param=param)
+            return self._decoded(*_split_data_url(url, param), param=param)
         scheme = urlsplit(url).scheme.lower()
         if scheme not in ("http", "https"):
             raise InvalidRequest(
@@ -72,7 +70,16 @@ class ImageLoader:
         return await self._fetch(url, param)
 
     def from_base64(self, media_type: str, data: str, *, param: str) -> ImagePart:
-        """An image given as base64 text and its claimed media type."""
+        """An image given as base64 text and its claimed media type (Anthropic's base64 source)."""
+        self._counted(param)
+        return self._decoded(media_type, data, param=param)
+
+    def _counted(self, param: str) -> None:
+        self._count += 1
+        if self._count > self.max_images:
+            raise InvalidRequest(f"Too many images: the limit is {self.max_images} per request.", param=param)
+
+    def _decoded(self, media_type: str, data: str, *, param: str) -> ImagePart:
         if media_type.lower() not in MEDIA_TYPES:
             raise InvalidRequest(
                 f"Unsupported image type {media_type[:50]!r}: use one of {', '.join(MEDIA_TYPES)}.", param=param

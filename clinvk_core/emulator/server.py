@@ -21,15 +21,17 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from clinvk_core.anthropic.errors import error_response as anthropic_error
 from clinvk_core.emulator.lambda_events import LambdaContext, proxy_result, rest_api_event
 from clinvk_core.emulator.template import Function, Route
 from clinvk_core.errors import GatewayError, MethodNotAllowed, NotFound
-from clinvk_core.openai.errors import error_response
+from clinvk_core.openai.errors import error_response as openai_error
 from clinvk_core.runner import kill_all
 from clinvk_core.web import LAMBDA_CONTEXT_HEADER
 from clinvk_core.web.access_log import AccessLog
 
 WORKERS_PER_FUNCTION = 4  # concurrent "instances" of each buffered function
+ANTHROPIC_PREFIX = "/anthropic/"  # unknown routes and wrong methods under it answer in Anthropic's error shape
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -88,6 +90,7 @@ class Emulator:
         try:
             endpoint, params = self._match(scope["method"], scope["path"])
         except GatewayError as error:  # answered as API Gateway would, and logged like any request
+            error_response = anthropic_error if scope["path"].startswith(ANTHROPIC_PREFIX) else openai_error
             await AccessLog(error_response(error))(scope, receive, send)
             return
         if endpoint.function.streaming:

@@ -44,3 +44,16 @@ def test_readme_snippet_prints_models_and_an_answer(demo: Emulator, tmp_path: Pa
     lines = result.stdout.splitlines()
     assert lines[:3] == ["claude", "codex", "gemini"]
     assert lines[3:] == ["pong from fake"]
+
+
+def test_readme_anthropic_snippet_prints_an_answer(demo: Emulator, tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    snippet = next(block for block in blocks if "anthropic.Anthropic(" in block)
+    script = tmp_path / "anthropic_snippet.py"
+    base_url = demo.base_url.removesuffix("/openai/v1") + "/anthropic"
+    script.write_text(snippet.replace("http://localhost:8080/anthropic", base_url), encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True, cwd=tmp_path
+    )
+    assert result.stdout.splitlines() == ["pong from fake"]
+    assert "ANTHROPIC_BASE_URL=http://localhost:8080/anthropic" in README  # the Claude Code recipe

@@ -23,7 +23,13 @@ from clinvk_core.config import get_settings
 from clinvk_core.gateway import get_gateway
 
 CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
-HANDLER_MODULES = ("handlers.models", "handlers.health", "handlers.chat_completions")
+HANDLER_MODULES = (
+    "handlers.models",
+    "handlers.health",
+    "handlers.chat_completions",
+    "handlers.anthropic_messages",
+    "handlers.anthropic_models",
+)
 CLI_NAMES = ("claude", "codex", "gemini")
 
 # Records its pid, argv (NUL-separated), environment, working directory and stdin; then replays
@@ -118,11 +124,13 @@ def fake_clis(tmp_path: Path) -> FakeClis:
 
 @dataclass(frozen=True)
 class Handlers:
-    """The three handler modules, freshly imported (a cold start) over the fake CLIs."""
+    """The handler modules, freshly imported (a cold start) over the fake CLIs."""
 
     models: FastAPI
     health: FastAPI
     chat: FastAPI
+    anthropic: FastAPI  # /anthropic/v1/messages (and count_tokens)
+    anthropic_models: FastAPI
     models_handler: Any  # the Mangum Lambda entry points
     health_handler: Any
     clis: FakeClis
@@ -157,12 +165,14 @@ def handlers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handlers]:
         for name, value in HANDLER_SETTINGS.items():
             patch.setenv(name, value)
         _forget_handlers()
-        models, health, chat = (importlib.import_module(name) for name in HANDLER_MODULES)
+        models, health, chat, anthropic, anthropic_models = (importlib.import_module(name) for name in HANDLER_MODULES)
     try:
         yield Handlers(
             models=models.app,
             health=health.app,
             chat=chat.app,
+            anthropic=anthropic.app,
+            anthropic_models=anthropic_models.app,
             models_handler=models.handler,
             health_handler=health.handler,
             clis=clis,

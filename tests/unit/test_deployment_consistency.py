@@ -27,7 +27,7 @@ from clinvk_core.config import PROJECT_ROOT
 from clinvk_core.emulator.server import Emulator
 from clinvk_core.emulator.template import Function, Route, functions, load_template
 
-from .conftest import Handlers
+from .conftest import HANDLER_MODULES, Handlers
 
 TEMPLATE_PATH = PROJECT_ROOT / "template.yaml"
 PINNED_IMAGE = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")
@@ -148,7 +148,7 @@ def function_named(template_functions: list[Function], module: str) -> Function:
 def test_every_function_names_a_handler_that_imports_with_handler_and_app(
     handlers: Handlers, template_functions: list[Function]
 ) -> None:
-    assert {f.module for f in template_functions} == {"handlers.models", "handlers.health", "handlers.chat_completions"}
+    assert {f.module for f in template_functions} == set(HANDLER_MODULES)
     for function in template_functions:
         module = importlib.import_module(function.module)
         assert callable(module.handler), function.name  # the Lambda entry (Mangum)
@@ -168,6 +168,10 @@ def test_the_emulator_serves_exactly_the_template_routes(
         Route("GET", "/openai/v1/models/{model+}"): ("/openai/v1/models/codex/gpt-5.5", None, 200),
         Route("GET", "/health"): ("/health", None, 200),
         Route("POST", "/openai/v1/chat/completions"): ("/openai/v1/chat/completions", {"model": "claude"}, 400),
+        Route("POST", "/anthropic/v1/messages"): ("/anthropic/v1/messages", {"model": "claude"}, 400),
+        Route("POST", "/anthropic/v1/messages/count_tokens"): ("/anthropic/v1/messages/count_tokens", {}, 400),
+        Route("GET", "/anthropic/v1/models"): ("/anthropic/v1/models", None, 200),
+        Route("GET", "/anthropic/v1/models/{model+}"): ("/anthropic/v1/models/codex/gpt-5.5", None, 200),
     }
     assert set(requests) == template_routes
     with TestClient(emulator, raise_server_exceptions=False) as client:
@@ -264,7 +268,7 @@ def test_functions_are_sized_for_what_they_run(cloudformation: dict[str, Any], t
         log_group = cloudformation["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
         assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
         assert not log_group["Properties"]["LogGroupName"]["Fn::Sub"].lstrip("/").startswith("aws/")  # reserved
-        if "chat_completions" in json.dumps(props["ImageConfig"]):
+        if "uvicorn" in props["ImageConfig"].get("EntryPoint", []):  # the streaming functions run the CLIs
             assert props["Timeout"] == 900
             assert defaults["ChatMemorySize"]["Default"] >= 1024  # a CLI peaks at 150-260 MB, plus Python
             assert props["EphemeralStorage"]["Size"] == {"Ref": "ChatEphemeralStorage"}

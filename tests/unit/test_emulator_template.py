@@ -53,6 +53,10 @@ def test_template_declares_the_contract_routes(template_functions: list[Function
         Route("GET", "/openai/v1/models/{model+}"),  # greedy: BACKEND/MODEL ids hold a slash
         Route("GET", "/health"),
         Route("POST", "/openai/v1/chat/completions"),
+        Route("POST", "/anthropic/v1/messages"),
+        Route("POST", "/anthropic/v1/messages/count_tokens"),
+        Route("GET", "/anthropic/v1/models"),
+        Route("GET", "/anthropic/v1/models/{model+}"),
     }
 
 

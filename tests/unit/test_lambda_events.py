@@ -115,7 +115,9 @@ def test_every_event_through_its_handler(
     status, body = invoke(event, function, modules)
     assert status == 200, body
     _, request_path = method_and_path(event)
-    if request_path == "/health":
+    if request_path.startswith("/anthropic/"):
+        check_anthropic(event, request_path, body)
+    elif request_path == "/health":
         assert json.loads(body)["status"] == "ok"
     elif request_path == "/openai/v1/models":
         assert [model["id"] for model in json.loads(body)["data"]] == ["claude", "codex", "gemini"]
@@ -132,6 +134,22 @@ def test_every_event_through_its_handler(
             assert completion["object"] == "chat.completion"
             assert completion["model"] == request["model"]
             assert completion["choices"][0]["message"]["content"]
+
+
+def check_anthropic(event: dict[str, Any], request_path: str, body: bytes) -> None:
+    """The answer of an /anthropic event: Anthropic's model list, model, message or message stream."""
+    if request_path == "/anthropic/v1/models":
+        assert [model["id"] for model in json.loads(body)["data"]] == ["claude", "codex", "gemini"]
+    elif request_path.startswith("/anthropic/v1/models/"):
+        assert json.loads(body)["id"] == request_path.removeprefix("/anthropic/v1/models/")
+    elif json.loads(event["body"]).get("stream"):
+        text = body.decode()
+        assert text.startswith("event: message_start\n")
+        assert text.endswith('event: message_stop\ndata: {"type":"message_stop"}\n\n')
+    else:
+        message = json.loads(body)
+        assert (message["type"], message["model"]) == ("message", json.loads(event["body"])["model"])
+        assert message["content"][0]["text"]
 
 
 @pytest.mark.parametrize("kind", FORMATS)

@@ -27,7 +27,7 @@ from clinvk_core.config import PROJECT_ROOT, BackendName, Settings
 from clinvk_core.gateway import Gateway
 
 from .coldstart import cold_start
-from .conftest import make_fake_clis
+from .conftest import HANDLER_MODULES, make_fake_clis
 
 REGION = "eu-west-1"
 GATEWAY_KEY = "gw-key-SECRET-0001"
@@ -285,7 +285,7 @@ def test_a_cold_start_with_a_bad_secret_fails_closed(aws: Any, tmp_path: Path) -
 def test_without_a_secret_boto3_is_never_imported() -> None:
     """Cold-start speed: no ARN, no boto3 (it takes a good part of a second to import)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVK_")}
-    code = "import sys, handlers.models, handlers.health, handlers.chat_completions; print('boto3' in sys.modules)"
+    code = f"import sys, {', '.join(HANDLER_MODULES)}; print('boto3' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     )
