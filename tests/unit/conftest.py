@@ -21,9 +21,10 @@ from fastapi import FastAPI
 from clinvk_core.backends import RunPaths
 from clinvk_core.config import get_settings
 from clinvk_core.gateway import get_gateway
+from clinvk_core.store import get_store
 
 CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
-HANDLER_MODULES = ("handlers.models", "handlers.health", "handlers.chat_completions")
+HANDLER_MODULES = ("handlers.models", "handlers.health", "handlers.chat_completions", "handlers.responses")
 CLI_NAMES = ("claude", "codex", "gemini")
 
 # Records its pid, argv (NUL-separated), environment, working directory and stdin; then replays
@@ -118,11 +119,12 @@ def fake_clis(tmp_path: Path) -> FakeClis:
 
 @dataclass(frozen=True)
 class Handlers:
-    """The three handler modules, freshly imported (a cold start) over the fake CLIs."""
+    """The handler modules, freshly imported (a cold start) over the fake CLIs."""
 
     models: FastAPI
     health: FastAPI
     chat: FastAPI
+    responses: FastAPI
     models_handler: Any  # the Mangum Lambda entry points
     health_handler: Any
     clis: FakeClis
@@ -137,6 +139,7 @@ HANDLER_SETTINGS = {"CLINVK_TIMEOUT_SECONDS": "1", "CLINVK_KEEPALIVE_SECONDS": "
 def _forget_handlers() -> None:
     get_settings.cache_clear()
     get_gateway.cache_clear()
+    get_store.cache_clear()
     for name in HANDLER_MODULES:
         sys.modules.pop(name, None)
 
@@ -156,12 +159,13 @@ def handlers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handlers]:
         for name, value in HANDLER_SETTINGS.items():
             patch.setenv(name, value)
         _forget_handlers()
-        models, health, chat = (importlib.import_module(name) for name in HANDLER_MODULES)
+        models, health, chat, responses = (importlib.import_module(name) for name in HANDLER_MODULES)
     try:
         yield Handlers(
             models=models.app,
             health=health.app,
             chat=chat.app,
+            responses=responses.app,
             models_handler=models.handler,
             health_handler=health.handler,
             clis=clis,
