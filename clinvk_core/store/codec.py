@@ -20,7 +20,7 @@ MAX_BODY_BYTES = 390 * 1024  # of DynamoDB's 400 KiB per item; the rest is ample
 def pack(response: dict[str, Any], input_items: list[dict[str, Any]]) -> bytes:
     """The compressed body; :class:`TooLarge` over the limit."""
     text = json.dumps({"response": response, "input_items": input_items}, ensure_ascii=False, separators=(",", ":"))
-    body = zlib.compress(text.encode("utf-8"), 6)
+    body = zlib.compress(text.encode("utf-8", "surrogatepass"), 6)  # kept exactly, whatever the CLI answered
     if len(body) > MAX_BODY_BYTES:
         raise TooLarge(f"The record takes {len(body)} bytes compressed (the limit is {MAX_BODY_BYTES}).")
     return body
@@ -29,7 +29,7 @@ def pack(response: dict[str, Any], input_items: list[dict[str, Any]]) -> bytes:
 def unpack(body: bytes) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(response, input items) of a body written by :func:`pack`."""
     try:
-        data = json.loads(zlib.decompress(body))
+        data = json.loads(zlib.decompress(body).decode("utf-8", "surrogatepass"))
     except (zlib.error, ValueError) as error:
         raise StoreError(f"A stored record is unreadable: {type(error).__name__}") from None
     return data["response"], data["input_items"]

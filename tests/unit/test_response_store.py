@@ -7,6 +7,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,11 +58,9 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[ResponseStore]:
-    if request.param == "sqlite":
-        yield SqliteStore(tmp_path / "state" / "responses.sqlite3", clock)
-        return
+@pytest.fixture(scope="module")
+def dynamodb() -> Iterator[Any]:
+    """moto's DynamoDB for the module's tests (each test gets a table of its own)."""
     with pytest.MonkeyPatch.context() as patch:
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             patch.delenv(name, raising=False)
@@ -69,20 +68,28 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Itera
         patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         patch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
         with mock_aws():
-            props = table_properties()
-            client = boto3.client("dynamodb")
-            client.create_table(
-                TableName="responses",
-                BillingMode=props["BillingMode"],
-                AttributeDefinitions=props["AttributeDefinitions"],
-                KeySchema=props["KeySchema"],
-            )
-            client.update_time_to_live(TableName="responses", TimeToLiveSpecification=props["TimeToLiveSpecification"])
-            yield DynamoDbStore("responses", clock)
+            yield boto3.client("dynamodb")
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> ResponseStore:
+    if request.param == "sqlite":
+        return SqliteStore(tmp_path / "state" / "responses.sqlite3", clock)
+    client = request.getfixturevalue("dynamodb")
+    props = table_properties()
+    table = f"responses-{uuid.uuid4().hex}"
+    client.create_table(
+        TableName=table,
+        BillingMode=props["BillingMode"],
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+    )
+    client.update_time_to_live(TableName=table, TimeToLiveSpecification=props["TimeToLiveSpecification"])
+    return DynamoDbStore(table, clock)
 
 
 def test_a_record_reads_back_as_written(store: ResponseStore) -> None:
-    written = record("resp_1", previous="resp_0", text='é 🚀 "quoted"\n')
+    written = record("resp_1", previous="resp_0", text='é 🚀 "quoted"\n\x00 \ud800')  # kept exactly
     store.put(written)
     assert store.get("resp_1", ALICE) == written
 

@@ -68,6 +68,7 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
     ("item of a hosted tool's type", {"json": items({"type": "web_search_call", "id": "ws_1"})}, 400,
      "input[1].type", None),
     ("item_reference", {"json": items({"type": "item_reference", "id": "msg_1"})}, 400, "input[1].type", None),
+    ("item type not a string", {"json": body(input=[{"type": []}])}, 400, "input[0].type", None),
     ("message without role", {"json": body(input=[{"content": "hi"}])}, 400, "input[0].role", None),
     ("message of role tool", {"json": body(input=[{"role": "tool", "content": "hi"}])}, 400, "input[0].role", None),
     ("message without content", {"json": body(input=[{"role": "user"}])}, 400, "input[0].content", None),
@@ -186,6 +187,24 @@ def test_reading_what_is_not_stored(responses: TestClient, path: str, status: in
     code = "not_found" if status == 404 else None
     assert_openai_error(responses.get(RESPONSES + path), status, param=param, code=code)
     assert_openai_error(responses.delete(RESPONSES + "/resp_unknown"), 404, code="not_found")
+
+
+def test_text_no_cli_can_take_is_replaced_not_a_500(responses: TestClient, claude: Handlers) -> None:
+    odd = "a\x00b\ud800c"  # NUL (no argv holds it) and a lone surrogate (legal in JSON escapes, not in UTF-8)
+    nul = "a\x00b"
+    call = CALL | {"call_id": nul, "name": nul, "arguments": nul}
+    output = {"type": "function_call_output", "call_id": nul, "output": nul}
+    conversation = [{"role": "developer", "content": nul}, {"role": "user", "content": nul}, call, output]
+    payload = body(instructions=odd, tools=[WEATHER | {"description": odd}], input=conversation)
+    created = responses.post(RESPONSES, content=json.dumps(payload), headers=JSON)  # \ud800 escaped, as JSON allows
+    assert created.status_code == 200, created.text
+    assert created.json()["status"] == "completed"
+    assert "a\ufffdb\ufffdc\n\na\ufffdb" in claude.clis.argv("claude")  # instructions, then the developer's
+    in_an_item = body(input=[{"role": "user", "content": [{"type": "input_text", "text": odd}]}], metadata={odd: odd})
+    kept = responses.post(RESPONSES, content=json.dumps(in_an_item), headers=JSON).json()
+    assert kept["metadata"] == {"a\x00b\ufffdc": "a\x00b\ufffdc"}  # answered, stored and listed as U+FFFD
+    listed = responses.get(f"{RESPONSES}/{kept['id']}/input_items").json()
+    assert listed["data"][0]["content"][0]["text"] == "a\x00b\ufffdc"
 
 
 def create(client: TestClient, **fields: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
 from clinvk_core.openai.chat import image_loader
 from clinvk_core.openai.errors import error_response
-from clinvk_core.openai.responses.items import new_id, parse, stored
+from clinvk_core.openai.responses.items import new_id, parse, printable, stored
 from clinvk_core.openai.responses.render import OutputBuilder, ResponseMeta, finished_response
 from clinvk_core.openai.responses.schema import ResponseCreateRequest
 from clinvk_core.openai.responses.stored import Keeper, history
@@ -65,13 +65,13 @@ async def create_response(
         id=new_id("resp"),
         created_at=int(time.time()),
         model=body.model,
-        settings=_settings(body, tools, keep),
+        settings=printable(_settings(body, tools, keep)),
         namespaces=tools.namespaces,
     )
     keeper = None
     if keep:
         ttl = gateway.settings.response_ttl_days * 86_400
-        keeper = Keeper(store, owner, body.previous_response_id, [stored(item) for item in inputs], ttl)
+        keeper = Keeper(store, owner, body.previous_response_id, [printable(stored(item)) for item in inputs], ttl)
     if body.stream:
         return ResponseStream(open_run, meta, keeper, gateway.settings.keepalive_seconds)
     return ResponseJSON(open_run, meta, keeper)
@@ -94,13 +94,17 @@ class ResponseJSON(RunResponse[AsyncIterator[Event]]):
 
     async def _response(self, events: AsyncIterator[Event]) -> dict[str, Any]:
         builder = OutputBuilder(self._meta.namespaces)
+        completed: Completed | None = None
         async for event in until_completed(events):
             if isinstance(event, Completed):
-                builder.finish(event)
-                answer = finished_response(self._meta, builder.items, event)
-                return await self._keeper.keep(answer) if self._keeper is not None else answer
-            builder.feed(event)
-        raise UpstreamFailed("The CLI ended without completing the turn.")
+                completed = event
+            else:
+                builder.feed(event)
+        if completed is None:
+            raise UpstreamFailed("The CLI ended without completing the turn.")
+        builder.finish(completed)
+        answer = finished_response(self._meta, builder.items, completed)
+        return await self._keeper.keep(answer) if self._keeper is not None else answer
 
 
 def _settings(body: ResponseCreateRequest, tools: Tools, store: bool) -> dict[str, Any]:

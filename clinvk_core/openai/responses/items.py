@@ -43,6 +43,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{secrets.token_hex(24)}"
 
 
+def printable(value: Any) -> Any:
+    """``value`` with its strings' lone surrogates (which JSON's escapes can bring, and UTF-8 cannot hold) made
+    U+FFFD, so that it can be answered, streamed and stored."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {printable(key): printable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [printable(item) for item in value]
+    return value
+
+
 def parse(raw: str | Sequence[dict[str, Any]], *, param: str) -> list[Item]:
     """The items of ``raw`` (a string is one user message), each checked; 400 naming the first bad one."""
     if isinstance(raw, str):
@@ -50,12 +62,13 @@ def parse(raw: str | Sequence[dict[str, Any]], *, param: str) -> list[Item]:
     items: list[Item] = []
     for index, data in enumerate(raw):
         kind = data.get("type", "message")
+        kind = kind if isinstance(kind, str) else repr(kind)
         if kind in SKIPPED_TYPES:
             continue
-        model = _MODELS.get(kind) if isinstance(kind, str) else None
+        model = _MODELS.get(kind)
         if model is None:
             raise InvalidRequest(
-                f"Input items of type {str(kind)[:60]!r} are not supported ({param}[{index}]): send messages, "
+                f"Input items of type {kind[:60]!r} are not supported ({param}[{index}]): send messages, "
                 "function_call and function_call_output items.",
                 param=f"{param}[{index}].type",
             )

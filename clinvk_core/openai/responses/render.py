@@ -25,7 +25,7 @@ from clinvk_core.events import (
     ToolCallDone,
     ToolCallStarted,
 )
-from clinvk_core.openai.responses.items import new_id
+from clinvk_core.openai.responses.items import new_id, printable
 
 JSON = dict[str, Any]
 KEEPALIVE = b": keep-alive\n\n"
@@ -124,15 +124,16 @@ class OutputBuilder:
     def feed(self, event: Event) -> list[JSON]:
         """The stream events ``event`` makes (none for what the Responses API does not show)."""
         if isinstance(event, TextDelta) and event.text:
-            return self._write("message", event.text)
+            return self._write("message", printable(event.text))
         if isinstance(event, ReasoningDelta) and event.text:
-            return self._write("reasoning", event.text)
+            return self._write("reasoning", printable(event.text))
         if isinstance(event, ToolCallStarted):
             return self._close("completed") + self._start_call(event.index, event.name)
         if isinstance(event, ToolCallArguments) and event.delta:
-            return self._call_arguments(event.index, event.delta)
+            return self._call_arguments(event.index, printable(event.delta))
         if isinstance(event, ToolCallDone):
-            return self._close("completed") + self._finish_call(event)
+            done = ToolCallDone(event.index, event.name, printable(event.arguments))
+            return self._close("completed") + self._finish_call(done)
         return []
 
     def finish(self, completed: Completed) -> list[JSON]:

@@ -56,22 +56,24 @@ class ResponseStream(RunResponse[AsyncIterator[Event]]):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _relay(self, events: AsyncIterator[Event], builder: OutputBuilder, send: Send) -> None:
+        completed: Completed | None = None
         async for event in with_keepalive(until_completed(events), self._keepalive):
             if event is None:
                 await send_body(send, KEEPALIVE)
-                continue
-            if isinstance(event, Completed):
-                for done in builder.finish(event):
-                    await send_body(send, sse(done))
-                response = finished_response(self._meta, builder.items, event)
-                if self._keeper is not None:
-                    response = await self._keeper.keep(response)  # stored before the client can refer to it
-                kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
-                await send_body(send, sse(builder.event(kind, response=response)))
-                return
-            for out in builder.feed(event):
-                await send_body(send, sse(out))
-        raise UpstreamFailed("The CLI ended without completing the turn.")
+            elif isinstance(event, Completed):
+                completed = event  # the last event: the CLI's own exit and clean-up come after the answer
+            else:
+                for out in builder.feed(event):
+                    await send_body(send, sse(out))
+        if completed is None:
+            raise UpstreamFailed("The CLI ended without completing the turn.")
+        for done in builder.finish(completed):
+            await send_body(send, sse(done))
+        response = finished_response(self._meta, builder.items, completed)
+        if self._keeper is not None:
+            response = await self._keeper.keep(response)  # stored before the client can refer to it
+        kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
+        await send_body(send, sse(builder.event(kind, response=response)))
 
     async def _fail(self, builder: OutputBuilder, error: GatewayError, send: Send) -> None:
         await send_body(send, sse(builder.event("error", **error_fields(error))))

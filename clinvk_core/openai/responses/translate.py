@@ -72,7 +72,7 @@ async def to_conversation(
     text_format = body.text.format if body.text else None
     return Conversation(
         turns=turns,
-        system="\n\n".join(part for part in (body.instructions, *system) if part) or None,
+        system="\n\n".join(part for part in (valid_unicode(body.instructions or ""), *system) if part) or None,
         tools=() if choice is None else offered,
         tool_choice=choice or ToolChoice(),
         parallel_tool_calls=body.parallel_tool_calls is not False,
@@ -153,7 +153,8 @@ def _function(tool: dict[str, Any], *loc: str | int) -> tuple[ToolSpec, dict[str
         function = FunctionTool.model_validate(tool)
     except ValidationError as error:
         raise invalid_at(error, *loc) from None
-    spec = tool_spec(function.name, function.description, function.parameters, param=param)
+    description = valid_unicode(function.description) if function.description else None
+    spec = tool_spec(function.name, description, function.parameters, param=param)
     shown = {"type": "function", "name": spec.name, "description": function.description,
              "parameters": spec.parameters, "strict": function.strict}  # fmt: skip
     return spec, shown
@@ -242,8 +243,9 @@ class _Turns:
         if isinstance(item, FunctionCallOutputItem):
             return Turn("user", (self._result(item, param),))
         if isinstance(item, FunctionCallItem):
-            self._calls[item.call_id] = item.name
-            return Turn("assistant", (ToolCallPart(item.call_id, item.name, item.arguments),))
+            call = ToolCallPart(valid_unicode(item.call_id), valid_unicode(item.name), valid_unicode(item.arguments))
+            self._calls[item.call_id] = call.name
+            return Turn("assistant", (call,))
         if item.role == "user":
             return Turn("user", await self._user_parts(item, param))
         return Turn("assistant", (TextPart(text),) if (text := _text(item)) else ())
@@ -267,7 +269,7 @@ class _Turns:
                 param=f"{param}.call_id",
             )
         output = item.output if isinstance(item.output, str) else "\n".join(part_text(p) for p in item.output)
-        return ToolResultPart(item.call_id, valid_unicode(output), self._calls[item.call_id])
+        return ToolResultPart(valid_unicode(item.call_id), valid_unicode(output), self._calls[item.call_id])
 
 
 def _joins(previous: Turn, turn: Turn) -> bool:
