@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -321,6 +322,30 @@ def test_a_cli_failure_mid_stream_is_an_error_event_and_a_failed_response(
     kinds = [raw.split("\n")[0] for raw in sse_events(response) if not raw.startswith(":")]
     assert kinds[-2:] == ["event: error", "event: response.failed"]
     assert_openai_error(responses.post(RESPONSES, json=body()), 502, code="upstream_error")
+
+
+def test_a_stalled_stream_sends_keepalives_then_fails_at_the_deadline(
+    responses: TestClient, handlers: Handlers
+) -> None:
+    handlers.clis.script("claude", sleep=10)
+    start = time.monotonic()
+    with responses.stream("POST", RESPONSES, json=body(stream=True)) as response:
+        response.read()
+    assert time.monotonic() - start < 3  # CLINVK_TIMEOUT_SECONDS=1, not the CLI's 10 s
+    events = sse_events(response)
+    assert sum(1 for event in events if event == ": keep-alive") >= 3  # CLINVK_KEEPALIVE_SECONDS=0.1
+    error, failed = (json.loads(event.split("\n")[1].removeprefix("data: ")) for event in events[-2:])
+    assert (error["type"], error["code"]) == ("error", "timeout")
+    assert (failed["type"], failed["response"]["status"]) == ("response.failed", "failed")
+
+
+def test_the_answer_is_not_delayed_by_a_cli_that_lingers_after_its_turn(
+    responses: TestClient, handlers: Handlers, capture: Capture
+) -> None:
+    handlers.clis.script("claude", stdout="".join(capture(CLAUDE)), sleep=1.2)
+    start = time.monotonic()
+    assert create(responses)["output"][0]["content"][0]["text"] == "pong from fake"
+    assert time.monotonic() - start < 1.0
 
 
 def test_another_api_key_cannot_see_or_continue_a_stored_response(tmp_path: Any, capture: Capture) -> None:
