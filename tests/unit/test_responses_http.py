@@ -15,9 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 from openai.types.responses import Response, ResponseItemList
 
-from clinvk_core.errors import StoreUnavailable
-from clinvk_core.openai.responses.stored import Keeper, retrieve
+from clinvk_core.errors import InvalidRequest, StoreUnavailable
+from clinvk_core.openai.responses.items import stored
+from clinvk_core.openai.responses.stored import MAX_CHAIN, Keeper, history, retrieve
 from clinvk_core.store import ResponseStore, StoredResponse, StoreError
+from clinvk_core.store.sqlite import SqliteStore
 
 from .coldstart import cold_start
 from .conftest import CLI_NAMES, Handlers, make_fake_clis
@@ -90,6 +92,8 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
      400, "input[0].content[0].detail", None),
     ("orphan function_call_output", {"json": items({"type": "function_call_output", "call_id": "call_9",
      "output": "22C"})}, 400, "input[1].call_id", None),
+    ("orphan output after a reasoning item", {"json": items({"type": "reasoning", "id": "rs_1", "summary": []},
+     {"type": "function_call_output", "call_id": "call_9", "output": "22C"})}, 400, "input[2].call_id", None),
     ("function_call without call_id", {"json": items({"type": "function_call", "name": "f", "arguments": "{}"})},
      400, "input[1].call_id", None),
     ("function_call_output without output", {"json": items(CALL, {"type": "function_call_output",
@@ -123,6 +127,10 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
      "tools[0].parameters", None),
     ("duplicate tools", {"json": body(tools=[WEATHER, WEATHER])}, 400, "tools", None),
     ("namespace without tools", {"json": body(tools=[{"type": "namespace", "name": "ns"}])}, 400, "tools[0]", None),
+    ("namespace of a bad name", {"json": body(tools=[{"type": "namespace", "name": "n s", "tools": []}])}, 400,
+     "tools[0]", None),
+    ("namespace of numbers", {"json": body(tools=[{"type": "namespace", "name": "ns", "tools": [1]}])}, 400,
+     "tools[0].tools[0].type", None),
     ("namespace of a hosted tool", {"json": body(tools=[{"type": "namespace", "name": "ns", "description": "",
      "tools": [{"type": "custom", "name": "x"}]}])}, 400, "tools[0].tools[0].type", None),
     ("tool_choice names no tool", {"json": body(tools=[WEATHER], tool_choice={"type": "function", "name": "x"})},
@@ -364,6 +372,26 @@ def test_another_api_key_cannot_see_or_continue_a_stored_response(tmp_path: Any,
         continued = client.post(RESPONSES, json=body(previous_response_id=created["id"]), headers=bob)
         assert_openai_error(continued, 400, param="previous_response_id", code="previous_response_not_found")
         assert client.get(path, headers=alice).status_code == 200  # still there for its owner
+
+
+def test_a_conversation_goes_back_a_bounded_way_and_breaks_where_a_response_is_gone(tmp_path: Any) -> None:
+    store = SqliteStore(tmp_path / "responses.sqlite3")
+    now = int(time.time())
+    for turn in range(MAX_CHAIN + 1):
+        message = {"id": f"msg_{turn}", "type": "message", "role": "user", "content": [{"type": "input_text",
+                   "text": f"turn {turn}"}]}  # fmt: skip
+        previous = f"resp_{turn - 1}" if turn else None
+        store.put(StoredResponse(f"resp_{turn}", "", now, now + 60, previous, {"output": []}, [message]))
+    items = history(store, f"resp_{MAX_CHAIN - 1}", "")
+    assert [stored(item)["content"][0]["text"] for _, item in items] == [f"turn {t}" for t in range(MAX_CHAIN)]
+    with pytest.raises(InvalidRequest) as too_long:
+        history(store, f"resp_{MAX_CHAIN}", "")
+    assert too_long.value.param == "previous_response_id"
+    store.delete("resp_3", "")
+    with pytest.raises(InvalidRequest) as broken:
+        history(store, "resp_5", "")
+    assert (broken.value.param, broken.value.code) == ("previous_response_id", "previous_response_not_found")
+    assert "'resp_3'" in broken.value.message
 
 
 class FailingStore(ResponseStore):

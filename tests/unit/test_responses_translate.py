@@ -34,7 +34,7 @@ CALL = {"type": "function_call", "call_id": "call_1", "name": "get_weather", "ar
 
 def convert(**fields: Any) -> Conversation:
     body = ResponseCreateRequest.model_validate({"model": "claude"} | fields)
-    items = [(f"input[{i}]", item) for i, item in enumerate(parse(body.input, param="input"))]
+    items = parse(body.input, param="input")
     loader = ImageLoader(max_bytes=1024 * 1024, max_images=4, policy="off", timeout=1)
     return asyncio.run(to_conversation(body, items, offered_tools(body.tools), loader))
 
@@ -154,14 +154,14 @@ def test_stored_items_have_ids_and_the_shapes_input_items_lists() -> None:
          {"type": "function_call_output", "call_id": "call_1", "output": "22C", "id": "fco_mine"}],
         param="input",
     )  # fmt: skip
-    message, answer, call, output = (stored(item) for item in items)
+    message, answer, call, output = (stored(item) for _, item in items)
     assert message["id"].startswith("msg_")
     assert message["content"] == [{"type": "input_text", "text": "hi"}]
     assert answer["content"] == [{"type": "output_text", "text": "pong", "annotations": []}]
     assert (call["id"][:3], call["call_id"], call["status"]) == ("fc_", "call_1", "completed")
     assert output["id"] == "fco_mine"
     # Stored items make the same conversation again: what previous_response_id rebuilds it from.
-    again = [stored(item) for item in parse([message, answer, call, output], param="previous_response_id")]
+    again = [stored(item) for _, item in parse([message, answer, call, output], param="previous_response_id")]
     assert convert(input=again, tools=[WEATHER]).turns == convert(input=[message, answer, call, output],
                                                                   tools=[WEATHER]).turns  # fmt: skip
     assert [item["id"] for item in again] == [message["id"], answer["id"], call["id"], "fco_mine"]

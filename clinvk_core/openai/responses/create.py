@@ -21,12 +21,12 @@ from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
 from clinvk_core.openai.chat import image_loader
 from clinvk_core.openai.errors import error_response
-from clinvk_core.openai.responses.items import new_id, parse, printable, stored
+from clinvk_core.openai.responses.items import Located, new_id, parse, printable, stored
 from clinvk_core.openai.responses.render import OutputBuilder, ResponseMeta, finished_response
 from clinvk_core.openai.responses.schema import ResponseCreateRequest
 from clinvk_core.openai.responses.stored import Keeper, history
 from clinvk_core.openai.responses.stream import ResponseStream
-from clinvk_core.openai.responses.translate import Located, Tools, check_supported, offered_tools, to_conversation
+from clinvk_core.openai.responses.translate import Tools, check_supported, offered_tools, to_conversation
 from clinvk_core.store import ResponseStore
 from clinvk_core.web.access_log import request_log
 from clinvk_core.web.auth import caller
@@ -51,7 +51,7 @@ async def create_response(
     earlier: list[Located] = []
     if body.previous_response_id is not None:
         earlier = await asyncio.to_thread(history, store, body.previous_response_id, owner)
-    located = [*earlier, *((f"input[{index}]", item) for index, item in enumerate(inputs))]
+    located = [*earlier, *inputs]
     if len(located) > gateway.settings.max_messages:
         raise InvalidRequest(
             f"Too many input items: {len(located)} with the earlier turns (the limit is "
@@ -71,7 +71,7 @@ async def create_response(
     keeper = None
     if keep:
         ttl = gateway.settings.response_ttl_days * 86_400
-        keeper = Keeper(store, owner, body.previous_response_id, [printable(stored(item)) for item in inputs], ttl)
+        keeper = Keeper(store, owner, body.previous_response_id, [printable(stored(item)) for _, item in inputs], ttl)
     if body.stream:
         return ResponseStream(open_run, meta, keeper, gateway.settings.keepalive_seconds)
     return ResponseJSON(open_run, meta, keeper)

@@ -55,11 +55,15 @@ def printable(value: Any) -> Any:
     return value
 
 
-def parse(raw: str | Sequence[dict[str, Any]], *, param: str) -> list[Item]:
+Located = tuple[str, Item]
+"""An item and where it came from, for error messages: ``input[3]``."""
+
+
+def parse(raw: str | Sequence[dict[str, Any]], *, param: str) -> list[Located]:
     """The items of ``raw`` (a string is one user message), each checked; 400 naming the first bad one."""
     if isinstance(raw, str):
-        return [MessageItem(role="user", content=raw)]
-    items: list[Item] = []
+        return [(param, MessageItem(role="user", content=raw))]
+    items: list[Located] = []
     for index, data in enumerate(raw):
         kind = data.get("type", "message")
         kind = kind if isinstance(kind, str) else repr(kind)
@@ -77,7 +81,7 @@ def parse(raw: str | Sequence[dict[str, Any]], *, param: str) -> list[Item]:
         except ValidationError as error:
             raise invalid_at(error, param, index) from None
         _check_parts(item, f"{param}[{index}]")
-        items.append(item)
+        items.append((f"{param}[{index}]", item))
     return items
 
 

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from clinvk_core.errors import InvalidRequest, NotFound, StoreUnavailable
-from clinvk_core.openai.responses.items import parse
-from clinvk_core.openai.responses.translate import Located
+from clinvk_core.openai.responses.items import Located, parse
 from clinvk_core.store import ResponseStore, StoredResponse, StoreError, TooLarge
 
 log = logging.getLogger("clinvk")
@@ -51,7 +50,7 @@ def history(store: ResponseStore, previous_id: str, owner: str) -> list[Located]
     items: list[Located] = []
     for record in reversed(records):
         stored = [*record.input_items, *record.response.get("output", [])]
-        items += [("previous_response_id", item) for item in parse(stored, param="previous_response_id")]
+        items += [("previous_response_id", item) for _, item in parse(stored, param="previous_response_id")]
     return items
 
 

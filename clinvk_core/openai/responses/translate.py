@@ -34,7 +34,7 @@ from clinvk_core.conversation import (
 )
 from clinvk_core.errors import InvalidRequest
 from clinvk_core.images import ImageLoader
-from clinvk_core.openai.responses.items import part_text
+from clinvk_core.openai.responses.items import Located, part_text
 from clinvk_core.openai.responses.schema import (
     FunctionCallItem,
     FunctionCallOutputItem,
@@ -44,11 +44,8 @@ from clinvk_core.openai.responses.schema import (
     ResponseCreateRequest,
 )
 from clinvk_core.openai.translate import output_format, reasoning_effort, sampling
-from clinvk_core.tools import check_choice, check_tool_set, tool_spec
+from clinvk_core.tools import TOOL_NAME, check_choice, check_tool_set, tool_spec
 from clinvk_core.web.errors import invalid_at, param_path
-
-Located = tuple[str, Item]
-"""An item and where it came from, for error messages: ``input[3]``, or ``previous_response_id``."""
 
 MAX_METADATA_PAIRS, MAX_METADATA_KEY, MAX_METADATA_VALUE = 16, 64, 512
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
@@ -123,8 +120,11 @@ def offered_tools(raw: Sequence[dict[str, Any]] | None) -> Tools:
             listed.append(shown)
         elif kind == "namespace":
             name, inner = tool.get("name"), tool.get("tools")
-            if not isinstance(name, str) or not isinstance(inner, list):
-                raise InvalidRequest(f"'{param}' must have a 'name' and a list of 'tools'.", param=param)
+            if not isinstance(name, str) or not TOOL_NAME.fullmatch(name) or not isinstance(inner, list):
+                raise InvalidRequest(
+                    f"'{param}' must have a 'name' (1 to 64 letters, digits, '_' or '-') and a list of 'tools'.",
+                    param=param,
+                )
             functions = [_function(f, "tools", index, "tools", i) for i, f in enumerate(inner)]
             specs += [spec for spec, _ in functions]
             namespaces |= {spec.name: name for spec, _ in functions}
@@ -141,12 +141,13 @@ def offered_tools(raw: Sequence[dict[str, Any]] | None) -> Tools:
     return Tools(tuple(specs), listed, namespaces)
 
 
-def _function(tool: dict[str, Any], *loc: str | int) -> tuple[ToolSpec, dict[str, Any]]:
+def _function(tool: Any, *loc: str | int) -> tuple[ToolSpec, dict[str, Any]]:
     """A function tool at ``loc``: what the model is offered, and how the response lists it."""
     param = param_path(loc)
-    if tool.get("type") != "function":
+    if not isinstance(tool, dict) or tool.get("type") != "function":
+        kind = tool.get("type") if isinstance(tool, dict) else tool
         raise InvalidRequest(
-            f"Tools of type {str(tool.get('type'))[:60]!r} are not supported in a namespace: only 'function'.",
+            f"Tools of type {str(kind)[:60]!r} are not supported in a namespace: only 'function'.",
             param=f"{param}.type",
         )
     try:
