@@ -75,7 +75,7 @@ class LambdaLikeServer:
 def chat_server_argv(port: int) -> list[str]:
     """The chat function's EntryPoint + Command from template.yaml, on this test's port and Python."""
     template = load_template(PROJECT_ROOT / "template.yaml")
-    [chat] = [f for f in functions(template) if f.streaming]
+    [chat] = [f for f in functions(template) if f.module == "handlers.chat_completions"]
     config = template["Resources"][chat.name]["Properties"]["ImageConfig"]
     entrypoint, command = list(config["EntryPoint"]), list(config["Command"])
     assert entrypoint[0] == "python3"
