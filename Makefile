@@ -7,12 +7,21 @@ PORT ?= 8080
 
 .PHONY: setup demo serve test unit e2e lint bench clean
 
-setup: $(VENV)/.installed node_modules/.installed
+CLIENTS := .venv-clients
+
+setup: $(VENV)/.installed node_modules/.installed $(CLIENTS)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip==26.3"
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+# Clients that cannot share the main venv (instructor pins an older jiter than openai's): the e2e tests run them.
+$(CLIENTS)/.installed: tests/clients/instructor-requirements.txt
+	$(PYTHON) -m venv $(CLIENTS)
+	$(CLIENTS)/bin/pip install --quiet --upgrade "pip==26.3"
+	$(CLIENTS)/bin/pip install --quiet -r tests/clients/instructor-requirements.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -48,4 +57,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(CLIENTS) node_modules .pytest_cache .mypy_cache .ruff_cache *.egg-info

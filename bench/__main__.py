@@ -7,6 +7,7 @@ import os
 from bench import report, sections
 from bench.harness import bench
 from bench.stats import ms
+from clinvk_core.config import WARM_BY_DEFAULT
 
 
 def main() -> None:
@@ -22,6 +23,17 @@ def main() -> None:
         for row in floor:
             print(f"  {'stream' if row.stream else 'buffered':8} bare {ms(row.bare.median)} ms, "
                   f"gateway {ms(row.gateway.median)} ms, +{ms(row.added)} ms")  # fmt: skip
+        print("warm: CLIs started ahead, against cold runs and the bare CLI...", flush=True)
+        warm = sections.warm_vs_cold(b, runs, WARM_BY_DEFAULT)
+        for w in warm:
+            print(f"  {w.backend:6} bare {ms(w.bare.median)} ms | cold first {ms(w.cold_first.median)} / end "
+                  f"{ms(w.cold_end.median)} ms | warm first {ms(w.warm_first.median)} / end "
+                  f"{ms(w.warm_end.median)} ms (upstream reached at {ms(w.warm_upstream.median)} ms)")  # fmt: skip
+        print("client tools: with and without one declared tool...", flush=True)
+        tools = sections.tool_bridge(b, runs)
+        for cost in tools:
+            print(f"  {cost.backend:6} without {ms(cost.plain.median)} ms, with one tool "
+                  f"{ms(cost.with_tool.median)} ms, +{ms(cost.added)} ms")  # fmt: skip
         print("relay delay...", flush=True)
         relay = sections.relay(b, runs)
         print(f"  p50 {ms(relay.median)} ms, p90 {ms(relay.p90)} ms")
@@ -42,7 +54,7 @@ def main() -> None:
         cuts = sections.startup_cuts(b, runs)
         for cut in cuts:
             print(f"  {cut.name}: {ms(cut.before.median)} -> {ms(cut.after.median)} ms ({cut.note})")
-        page = report.write(overhead, floor, relay, cold, framework, scale, cuts, runs)
+        page = report.write(overhead, floor, warm, tools, relay, cold, framework, scale, cuts, runs)
     print(f"wrote {page}")
 
 

@@ -48,7 +48,8 @@ class Bench:
         return fake_upstream_settings(self.fake.url) | {"CLINVK_STATE_DIR": str(self.root / "state")}
 
     def emulator(self, **extra: str) -> Emulator:
-        return Emulator(self.emulator_env() | extra)
+        """An emulator whose every CLI is started for its request, unless ``extra`` keeps some warm."""
+        return Emulator(self.emulator_env() | {"CLINVK_WARM_BACKENDS": ""} | extra)
 
     def emulator_env(self) -> dict[str, str]:
         """The environment an emulator gets (also for processes that import the handlers themselves)."""

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -47,9 +48,9 @@ class Overhead:
         return self.gateway.median / self.bare.median
 
 
-def gateway_turn(client: httpx.Client, backend: str, stream: bool) -> float:
+def gateway_turn(client: httpx.Client, backend: str, stream: bool, **fields: Any) -> float:
     """Seconds until the whole answer is in: the JSON body, or the stream's [DONE]."""
-    body = {"model": backend, "messages": [{"role": "user", "content": PROMPT}], "stream": stream}
+    body = {"model": backend, "messages": [{"role": "user", "content": PROMPT}], "stream": stream, **fields}
     start = time.perf_counter()
     if not stream:
         response = client.post("/chat/completions", json=body)
@@ -77,6 +78,118 @@ def overhead(bench: Bench, runs: int) -> list[Overhead]:
                             bare.append(a)
                             gateway.append(b)
                     rows.append(Overhead(backend, stream, summarize(bare), summarize(gateway)))
+    finally:
+        emulator.stop()
+    return rows
+
+
+# --- warm: CLIs started ahead of the request, against cold runs and the bare CLI ------------------------
+
+
+@dataclass(frozen=True)
+class WarmRow:
+    backend: str
+    bare: Summary  # the bare CLI, to its end-of-turn line
+    cold_first: Summary  # through the gateway, CLI started for the request: first token
+    cold_end: Summary  # ... [DONE]
+    warm_first: Summary  # CLI started ahead: first token
+    warm_end: Summary  # ... [DONE]
+    warm_upstream: Summary  # CLI started ahead: until its model request reaches the upstream (what bounds it)
+
+
+def stream_timings(client: httpx.Client, backend: str) -> tuple[float, float, float]:
+    """(start, seconds to the first content delta, seconds to [DONE]) of one streamed turn."""
+    body = {"model": backend, "messages": [{"role": "user", "content": PROMPT}], "stream": True}
+    start = time.perf_counter()
+    first = None
+    with client.stream("POST", "/chat/completions", json=body) as response:
+        for line in response.iter_lines():
+            if first is None and '"content":"' in line and '"content":""' not in line:
+                first = time.perf_counter() - start
+            if line == "data: [DONE]":
+                return start, first or 0.0, time.perf_counter() - start
+    raise RuntimeError("stream ended without [DONE]")
+
+
+def warm_vs_cold(bench: Bench, runs: int, warm_backends: tuple[BackendName, ...]) -> list[WarmRow]:
+    """Per warm backend, interleaved: the bare CLI, a turn through a cold gateway, one through a warm one
+    whose pool is full again (a request that finds its CLI started, as on an idle Lambda instance)."""
+    cold = bench.emulator()
+    warm = bench.emulator(CLINVK_WARM_BACKENDS=",".join(warm_backends))
+    rows = []
+    try:
+        with (
+            httpx.Client(base_url=cold.base_url, timeout=120) as to_cold,
+            httpx.Client(base_url=warm.base_url, timeout=120) as to_warm,
+        ):
+            for backend in warm_backends:
+                samples: dict[str, list[float]] = {key: [] for key in ("bare", "cf", "ce", "wf", "we", "wu")}
+                for i in range(WARMUP + runs):
+                    bare = bench.bare(backend, PROMPT).answer_at
+                    _, cold_first, cold_end = stream_timings(to_cold, backend)
+                    _pools_ready(to_warm)
+                    start, warm_first, warm_end = stream_timings(to_warm, backend)
+                    upstream = min(r.received_at for r in bench.fake.requests if r.received_at >= start) - start
+                    if i >= WARMUP:
+                        for key, value in zip(samples, (bare, cold_first, cold_end, warm_first, warm_end, upstream),
+                                              strict=True):  # fmt: skip
+                            samples[key].append(value)
+                rows.append(WarmRow(backend, *(summarize(values) for values in samples.values())))
+    finally:
+        cold.stop()
+        warm.stop()
+    return rows
+
+
+def _pools_ready(client: httpx.Client) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        health = client.get(str(client.base_url).replace("/openai/v1", "/health")).json()
+        if all(pool["ready"] == pool["size"] for pool in health["warm"].values()):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"the warm pools did not fill: {health['warm']}")
+
+
+# --- client tools: the same turn with and without one declared tool -------------------------------------
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city right now.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
+
+@dataclass(frozen=True)
+class ToolCost:
+    backend: str
+    plain: Summary
+    with_tool: Summary
+
+    @property
+    def added(self) -> float:
+        return self.with_tool.median - self.plain.median
+
+
+def tool_bridge(bench: Bench, runs: int) -> list[ToolCost]:
+    """What offering one client tool costs a turn the model answers in text: the CLI connects to the
+    bridge, lists the tool and declares it upstream before it asks the model."""
+    emulator = bench.emulator()
+    rows = []
+    try:
+        with httpx.Client(base_url=emulator.base_url, timeout=120) as client:
+            for backend in BACKENDS:
+                plain, with_tool = [], []
+                for i in range(WARMUP + runs):  # interleaved, as above
+                    a = gateway_turn(client, backend, False)
+                    b = gateway_turn(client, backend, False, tools=[WEATHER_TOOL])
+                    if i >= WARMUP:
+                        plain.append(a)
+                        with_tool.append(b)
+                rows.append(ToolCost(backend, summarize(plain), summarize(with_tool)))
     finally:
         emulator.stop()
     return rows

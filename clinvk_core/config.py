@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BackendName = Literal["claude", "codex", "gemini"]
 BACKEND_NAMES: tuple[BackendName, ...] = ("claude", "codex", "gemini")
+WARM_BY_DEFAULT: tuple[BackendName, ...] = ("claude", "codex")
 ToolMode = Literal["chat", "read-only", "agent"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,12 @@ class Settings(BaseSettings):
     gemini_model: str = "gemini-2.5-pro"
 
     backends: Annotated[list[BackendName], NoDecode] = Field(default_factory=lambda: list(BACKEND_NAMES))
+    # CLIs started ahead of requests (docs/performance.md): which backends, how many claude processes
+    # wait per instance, and after how many sessions a long-lived CLI is replaced.
+    warm_backends: Annotated[list[BackendName], NoDecode] = Field(default_factory=lambda: list(WARM_BY_DEFAULT))
+    warm_size: int = Field(default=2, ge=1)
+    warm_max_sessions: int = Field(default=100, ge=1)
+    warm_start_seconds: float = Field(default=8.0, ge=0)  # start-up waits this long at most for the pools
     bin_dir: Path | None = None
     state_dir: Path = Field(default_factory=_default_state_dir)
     tool_mode: ToolMode = "chat"
@@ -76,7 +83,7 @@ class Settings(BaseSettings):
     # AWS Secrets Manager secret (JSON) with gateway keys and backend credentials; read at cold start.
     secret_arn: str | None = None
 
-    _split_lists = field_validator("backends", "api_keys", mode="before")(_split_commas)
+    _split_lists = field_validator("backends", "warm_backends", "api_keys", mode="before")(_split_commas)
 
     def model_for(self, backend: BackendName) -> str | None:
         return {"claude": self.claude_model, "codex": self.codex_model, "gemini": self.gemini_model}[backend]

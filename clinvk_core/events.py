@@ -35,6 +35,13 @@ class TokenUsage:
 
 
 @dataclass(frozen=True, slots=True)
+class RunStarted:
+    """The turn's CLI is running: started for it, or started ahead and taken from a warm pool (logged)."""
+
+    warm: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SessionStarted:
     """The CLI announced its session (useful in logs, and to resume later)."""
 
@@ -99,4 +106,4 @@ class Failed:
 
 
 ToolCallEvent = ToolCallStarted | ToolCallArguments | ToolCallDone
-Event = SessionStarted | TextDelta | ReasoningDelta | ToolCallEvent | Completed | Failed
+Event = RunStarted | SessionStarted | TextDelta | ReasoningDelta | ToolCallEvent | Completed | Failed

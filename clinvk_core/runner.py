@@ -83,13 +83,34 @@ def workspace(runs_dir: Path, state: Path) -> Iterator[RunPaths]:
 
 
 class CliProcess:
-    """A running CLI: its stdout lines, its exit code and the tail of its stderr."""
+    """A running CLI: its stdout lines, its exit code and the tail of its stderr.
 
-    def __init__(self, proc: asyncio.subprocess.Process, stdin: bytes, deadline: float) -> None:
+    Started for a turn, it gets the turn's input at once (:func:`spawn`). Started ahead of a request
+    (:func:`start`), it waits with its stdin open: :meth:`begin` hands it a turn later, or
+    :meth:`write` talks to it line by line, for as long as it lives.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
         self._proc = proc
-        self._deadline = deadline
+        self._deadline: float | None = None
         self._stderr = bytearray()
-        self._tasks = [asyncio.create_task(self._feed(stdin)), asyncio.create_task(self._drain_stderr())]
+        self._tasks = [asyncio.create_task(self._drain_stderr())]
+
+    def begin(self, stdin: str, deadline: float) -> None:
+        """The turn: ``stdin`` written, then closed (codex blocks until EOF); lines read until ``deadline``."""
+        self._deadline = deadline
+        self._tasks.append(asyncio.create_task(self._feed(stdin.encode("utf-8", "replace"))))
+
+    async def write(self, data: bytes) -> None:
+        """More input for a CLI that stays open (a line-based protocol)."""
+        stdin = self._proc.stdin
+        assert stdin is not None
+        stdin.write(data)
+        await stdin.drain()
+
+    @property
+    def running(self) -> bool:
+        return self._proc.returncode is None
 
     @property
     def pid(self) -> int:
@@ -136,7 +157,9 @@ class CliProcess:
         await self._proc.wait()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _remaining(self) -> float:
+    def _remaining(self) -> float | None:
+        if self._deadline is None:
+            return None  # no turn yet: the CLI waits, and so does its reader
         return max(0.0, self._deadline - asyncio.get_running_loop().time())
 
     async def _feed(self, data: bytes) -> None:
@@ -164,14 +187,8 @@ def write_files(files: Mapping[Path, str | bytes]) -> None:
             file.write(content.encode("utf-8") if isinstance(content, str) else content)
 
 
-@contextlib.asynccontextmanager
-async def spawn(
-    invocation: Invocation, *, cwd: Path, env: Mapping[str, str], deadline: float
-) -> AsyncIterator[CliProcess]:
-    """Start the CLI in a new process group; on exit from the block it is gone, whatever happened.
-
-    ``deadline`` is in event-loop time (``loop.time()``).
-    """
+async def start(invocation: Invocation, *, cwd: Path, env: Mapping[str, str]) -> CliProcess:
+    """Start the CLI in a new process group, its stdin open; the caller closes it (:meth:`CliProcess.close`)."""
     write_files(invocation.files)
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -187,7 +204,19 @@ async def spawn(
     except OSError as error:
         raise SpawnFailed(f"{Path(invocation.argv[0]).name}: {error.strerror or error}") from error
     _live_groups.add(proc.pid)
-    cli = CliProcess(proc, invocation.stdin.encode("utf-8", "replace"), deadline)
+    return CliProcess(proc)
+
+
+@contextlib.asynccontextmanager
+async def spawn(
+    invocation: Invocation, *, cwd: Path, env: Mapping[str, str], deadline: float
+) -> AsyncIterator[CliProcess]:
+    """Start the CLI for one turn, its input given at once; on exit from the block it is gone, whatever happened.
+
+    ``deadline`` is in event-loop time (``loop.time()``).
+    """
+    cli = await start(invocation, cwd=cwd, env=env)
+    cli.begin(invocation.stdin, deadline)
     try:
         yield cli
     finally:

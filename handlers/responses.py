@@ -16,7 +16,7 @@ from clinvk_core.web.health import health_router
 
 gateway = get_gateway()  # cold start: find the CLIs, prepare their state once
 store = get_store()  # opened on first use
-app = create_app("clinvk responses")
+app = create_app("clinvk responses", gateway=gateway)  # keeps CLIs warm
 app.include_router(health_router(gateway))  # the Web Adapter's readiness check
 
 

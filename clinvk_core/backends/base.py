@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from clinvk_core.config import BackendName, ToolMode, Upstream
 from clinvk_core.conversation import Conversation, ToolSpec
@@ -82,11 +82,70 @@ class BackendSettings:
     max_retries: int = 1
 
 
+WarmKind = Literal["prespawn", "server"]
+"""How a CLI is started ahead of requests: one process per coming request, waiting for its input
+(``prespawn``); or one long-lived process that opens a session per request (``server``)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """A JSON-RPC request (or, with ``notify``, a notification) to make of a long-lived CLI."""
+
+    method: str
+    params: dict[str, Any]
+    notify: bool = False
+
+
+@dataclass(frozen=True)
+class RpcDialect:
+    """How a long-lived CLI speaks JSON-RPC, one object a line."""
+
+    jsonrpc: bool  # whether messages carry "jsonrpc": "2.0" (codex's app server leaves it out)
+    handshake: tuple[Call, ...]  # made once, when the process has started
+    session_of: Callable[[dict[str, Any]], str | None]  # the session a notification belongs to
+    answer: Callable[[dict[str, Any]], Any]  # the result for a request the CLI makes of us
+
+
+class WarmSession(ABC):
+    """One request's session on a long-lived CLI, as a pure state machine: the calls to make, events out."""
+
+    key: str | None = None  # the session's id, once the opening call has answered
+
+    @property
+    def files(self) -> Mapping[Path, str | bytes]:
+        """Files the session reads (images...), written into the request's workspace before it opens."""
+        return {}
+
+    @abstractmethod
+    def opening(self) -> Call:
+        """The call that opens the session."""
+
+    @abstractmethod
+    def on_result(self, call: Call, result: Any) -> tuple[list[Call], list[Event]]:
+        """What to call next, and what happened, once ``call`` answered ``result``."""
+
+    @abstractmethod
+    def on_notification(self, message: dict[str, Any]) -> list[Event]:
+        """Events in a notification of this session."""
+
+    def usage_so_far(self) -> TokenUsage | None:
+        return None
+
+    def cancel(self) -> Call | None:
+        """What stops the session's turn early (the client left, the deadline passed)."""
+        return None
+
+    def closing(self) -> Call | None:
+        """What releases the session once its request is over."""
+        return None
+
+
 class Backend(ABC):
     """One CLI. Subclasses are stateless singletons registered in ``clinvk_core.backends``."""
 
     name: ClassVar[BackendName]
     executable: ClassVar[str]
+    warm_kind: ClassVar[WarmKind | None] = None
     # Variables of the CLI's own (vendor) configuration, passed through from the gateway's
     # environment only when no upstream is configured, so a local login keeps working.
     passthrough_env: ClassVar[tuple[str, ...]] = ()
@@ -114,6 +173,38 @@ class Backend(ABC):
     @abstractmethod
     def parser(self, request: RunRequest) -> OutputParser:
         """A parser for the output of one run of ``request``."""
+
+    def refusal(self, conversation: Conversation) -> str | None:
+        """Why this CLI cannot honour ``conversation`` as asked (a 400), or None when it can."""
+        return None
+
+    # --- started ahead of requests (see WarmKind) ---
+
+    def warm_invocation(
+        self, binary: Path, paths: RunPaths, settings: BackendSettings, model: str | None
+    ) -> Invocation:
+        """The CLI as it is started ahead of requests, for ``model``."""
+        raise NotImplementedError(f"{self.name} has no warm mode")
+
+    def warm_serves(self, settings: BackendSettings) -> bool:
+        """Whether a CLI started ahead can serve requests at all under ``settings`` (else none is started)."""
+        return self.warm_kind is not None
+
+    def warm_refusal(self, request: RunRequest, settings: BackendSettings) -> str | None:
+        """Why a CLI started ahead cannot serve ``request`` (it then runs cold); None when it can."""
+        return f"{self.name} has no warm mode"
+
+    def warm_input(self, request: RunRequest, settings: BackendSettings) -> str:
+        """``prespawn``: what the waiting process reads for ``request`` (then its stdin closes)."""
+        raise NotImplementedError(f"{self.name} is not started ahead per request")
+
+    def rpc_dialect(self) -> RpcDialect:
+        """``server``: how the long-lived process speaks."""
+        raise NotImplementedError(f"{self.name} has no long-lived mode")
+
+    def warm_session(self, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> WarmSession:
+        """``server``: the session that serves ``request`` (``paths``: the request's own workspace)."""
+        raise NotImplementedError(f"{self.name} has no long-lived mode")
 
 
 class OutputParser(ABC):

@@ -51,6 +51,7 @@ _EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "
 class Claude(Backend):
     name = "claude"
     executable = "claude"
+    warm_kind = "prespawn"
     passthrough_env = (
         "ANTHROPIC_API_KEY",
         "ANTHROPIC_AUTH_TOKEN",
@@ -61,20 +62,9 @@ class Claude(Backend):
 
     def invocation(self, binary: Path, request: RunRequest, paths: RunPaths, settings: BackendSettings) -> Invocation:
         conversation = request.conversation
-        argv = [
-            str(binary),
-            "-p",
-            "--output-format", "stream-json",
-            "--verbose",  # stream-json refuses to run without it
-            "--include-partial-messages",  # the only way to get token deltas
-            "--no-session-persistence",
-            *_TOOL_FLAGS[settings.tool_mode],
-        ]  # fmt: skip
-        if request.model:
-            argv += ["--model", request.model]
+        argv = _argv(binary, settings, request.model)
         if conversation.system:
-            flag = "--system-prompt" if settings.tool_mode == "chat" else "--append-system-prompt"
-            argv += [flag, conversation.system]
+            argv += [_system_flag(settings), conversation.system]
         if request.tools:
             servers = {"mcpServers": {TOOL_SERVER: {"type": "http", "url": request.tool_server_url}}}
             argv += ["--mcp-config", json.dumps(servers), "--strict-mcp-config", "--allowedTools", f"{TOOL_PREFIX}*"]
@@ -82,24 +72,9 @@ class Claude(Backend):
             argv += ["--json-schema", json.dumps(conversation.output.schema)]
         if conversation.reasoning_effort in _EFFORT:
             argv += ["--effort", _EFFORT[conversation.reasoning_effort]]
-
-        env = {
-            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "CLAUDE_CODE_MAX_RETRIES": str(settings.max_retries),
-        }
+        env = _env(settings, paths)
         if conversation.sampling.max_output_tokens:
             env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(conversation.sampling.max_output_tokens)
-        if settings.tool_mode == "agent":
-            env["IS_SANDBOX"] = "1"  # bypassPermissions exits 1 as root without it
-        upstream = settings.upstream
-        if upstream.configured:
-            # Its config dir per run: claude needs nothing prepared there, and the files it adds on
-            # every run (sessions/PID.json, projects/WORKDIR/) go away with the run instead of piling up.
-            env |= {"HOME": str(paths.run_home), "CLAUDE_CONFIG_DIR": str(paths.run_home / ".claude")}
-            if upstream.base_url:
-                env["ANTHROPIC_BASE_URL"] = upstream.base_url
-            if upstream.api_key:
-                env["ANTHROPIC_API_KEY"] = upstream.api_key
         prompt = render_prompt(conversation)
         if not conversation.images:
             return Invocation(argv=tuple(argv), env=env, stdin=prompt)
@@ -107,11 +82,88 @@ class Claude(Backend):
         argv += ["--input-format", "stream-json"]
         return Invocation(argv=tuple(argv), env=env, stdin=_user_message(prompt, conversation.images))
 
+    # Started ahead: a process per coming request, waiting for its stream-json input. What a request
+    # brings arrives as control requests (system prompt, the bridge) and the user message.
+
+    def warm_invocation(
+        self, binary: Path, paths: RunPaths, settings: BackendSettings, model: str | None
+    ) -> Invocation:
+        argv = _argv(binary, settings, model)
+        # The bridge, if the request brings one, is set later; only it is allowed, nothing of the user's.
+        argv += ["--input-format", "stream-json", "--strict-mcp-config", "--allowedTools", f"{TOOL_PREFIX}*"]
+        return Invocation(argv=tuple(argv), env=_env(settings, paths), stdin="")
+
+    def warm_refusal(self, request: RunRequest, settings: BackendSettings) -> str | None:
+        conversation = request.conversation
+        if conversation.output is not None:
+            return "structured output needs --json-schema when claude starts"
+        if conversation.reasoning_effort in _EFFORT:
+            return "the effort is set when claude starts"
+        if conversation.sampling.max_output_tokens:
+            return "the output limit is set when claude starts"
+        return None
+
+    def warm_input(self, request: RunRequest, settings: BackendSettings) -> str:
+        conversation = request.conversation
+        lines = []
+        if conversation.system:
+            key = "systemPrompt" if settings.tool_mode == "chat" else "appendSystemPrompt"  # as the flags
+            lines.append(_control("initialize", {key: conversation.system}))
+        if request.tools:
+            servers = {TOOL_SERVER: {"type": "http", "url": request.tool_server_url}}
+            lines.append(_control("mcp_set_servers", {"servers": servers}))
+        return "".join(json.dumps(line) + "\n" for line in lines) + _user_message(
+            render_prompt(conversation), conversation.images
+        )
+
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:
         return {config_dir(env, "CLAUDE_CONFIG_DIR", ".claude") / ".credentials.json": json.dumps(login, indent=2)}
 
     def parser(self, request: RunRequest) -> ClaudeParser:
         return ClaudeParser(structured=request.conversation.output is not None)
+
+
+def _argv(binary: Path, settings: BackendSettings, model: str | None) -> list[str]:
+    argv = [
+        str(binary),
+        "-p",
+        "--output-format", "stream-json",
+        "--verbose",  # stream-json refuses to run without it
+        "--include-partial-messages",  # the only way to get token deltas
+        "--no-session-persistence",
+        *_TOOL_FLAGS[settings.tool_mode],
+    ]  # fmt: skip
+    return [*argv, "--model", model] if model else argv
+
+
+def _system_flag(settings: BackendSettings) -> str:
+    """The system prompt replaces the agent prompt in chat mode; the tool modes need its tool guidance."""
+    return "--system-prompt" if settings.tool_mode == "chat" else "--append-system-prompt"
+
+
+def _env(settings: BackendSettings, paths: RunPaths) -> dict[str, str]:
+    env = {
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "CLAUDE_CODE_MAX_RETRIES": str(settings.max_retries),
+        # Every tool declared to the model, none deferred behind tool search (and no placeholder for it).
+        "ENABLE_TOOL_SEARCH": "false",
+    }
+    if settings.tool_mode == "agent":
+        env["IS_SANDBOX"] = "1"  # bypassPermissions exits 1 as root without it
+    upstream = settings.upstream
+    if upstream.configured:
+        # Its config dir per run: claude needs nothing prepared there, and the files it adds on
+        # every run (sessions/PID.json, projects/WORKDIR/) go away with the run instead of piling up.
+        env |= {"HOME": str(paths.run_home), "CLAUDE_CONFIG_DIR": str(paths.run_home / ".claude")}
+        if upstream.base_url:
+            env["ANTHROPIC_BASE_URL"] = upstream.base_url
+        if upstream.api_key:
+            env["ANTHROPIC_API_KEY"] = upstream.api_key
+    return env
+
+
+def _control(subtype: str, fields: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "control_request", "request_id": subtype, "request": {"subtype": subtype, **fields}}
 
 
 def _user_message(prompt: str, images: list[ImagePart]) -> str:
@@ -162,10 +214,15 @@ class ClaudeParser(OutputParser):
             self._calls.clear()
             message = event.get("message")
             self._message_usage = _usage(message.get("usage") if isinstance(message, dict) else None) or _NONE
-        elif kind == "message_delta" and isinstance(event.get("usage"), dict):
-            output = as_int(event["usage"].get("output_tokens"))
-            usage = self._message_usage
-            self._message_usage = TokenUsage(usage.prompt_tokens, output, usage.cached_tokens)
+        elif kind == "message_delta":
+            if isinstance(event.get("usage"), dict):
+                output = as_int(event["usage"].get("output_tokens"))
+                usage = self._message_usage
+                self._message_usage = TokenUsage(usage.prompt_tokens, output, usage.cached_tokens)
+            delta = event.get("delta")
+            if isinstance(delta, dict) and delta.get("stop_reason") == "max_tokens":
+                # The answer is cut where the client's limit cut it: claude would ask the model to go on.
+                return [Completed(self.usage_so_far(), "length")]
         elif kind == "content_block_start":
             return self._block_start(event)
         elif kind == "content_block_delta":

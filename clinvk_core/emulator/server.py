@@ -14,9 +14,11 @@ import json
 import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clinvk_core.emulator.lambda_events import LambdaContext, proxy_result, rest_api_event
@@ -25,6 +27,7 @@ from clinvk_core.errors import GatewayError, MethodNotAllowed, NotFound
 from clinvk_core.openai.errors import error_response
 from clinvk_core.runner import kill_all
 from clinvk_core.web import LAMBDA_CONTEXT_HEADER
+from clinvk_core.web.access_log import AccessLog
 
 WORKERS_PER_FUNCTION = 4  # concurrent "instances" of each buffered function
 
@@ -84,8 +87,8 @@ class Emulator:
             return
         try:
             endpoint, params = self._match(scope["method"], scope["path"])
-        except GatewayError as error:
-            await error_response(error)(scope, receive, send)
+        except GatewayError as error:  # answered as API Gateway would, and logged like any request
+            await AccessLog(error_response(error))(scope, receive, send)
             return
         if endpoint.function.streaming:
             await self._forward(endpoint, scope, receive, send)
@@ -142,13 +145,26 @@ class Emulator:
         await send({"type": "http.response.body", "body": payload})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                kill_all()  # nothing outlives the emulator
-                for pool in self._pools.values():
-                    pool.shutdown(wait=False, cancel_futures=True)
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        """Start and stop the streaming functions' apps as uvicorn does behind the Web Adapter (their
+        start-up keeps CLIs warm); on shut-down, no CLI outlives the emulator."""
+        async with AsyncExitStack() as apps:
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    for app in self._streaming_apps():
+                        await apps.enter_async_context(app.router.lifespan_context(app))
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await apps.aclose()
+                    kill_all()
+                    for pool in self._pools.values():
+                        pool.shutdown(wait=False, cancel_futures=True)
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+    def _streaming_apps(self) -> list[Starlette]:
+        apps: list[Starlette] = []
+        for endpoint in self._endpoints:
+            if endpoint.function.streaming and endpoint.target not in apps:
+                apps.append(endpoint.target)
+        return apps

@@ -42,6 +42,7 @@ class Emulator:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/openai/v1"
         home = Path(env["HOME"])
+        self.home = home
         self.log_path = home.with_name(f"{home.name}-clinvk-local-{self.port}.log")
         with self.log_path.open("wb") as log:  # a file, never a pipe nobody drains
             self.process = subprocess.Popen(

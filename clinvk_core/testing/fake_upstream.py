@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import copy
 import itertools
@@ -37,7 +38,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from types import FrameType, TracebackType
 from typing import Any
@@ -58,7 +59,9 @@ __all__ = [
     "ScriptedCall",
     "ToolCall",
     "Usage",
+    "generation_settings",
     "main",
+    "received_images",
     "shell_call",
     "tool_result",
 ]
@@ -98,12 +101,16 @@ class Script:
     usage: Usage = field(default_factory=Usage)
     status: int = 200  # != 200: that HTTP status with the provider's own error JSON body
     error_message: str = ""  # error body text; default depends on the status
+    retry_delay: bool = True  # a 429 states its retry delay (Retry-After header; Gemini's RetryInfo)
     hang: bool = False  # accept the request, never answer; released by client disconnect or stop() (503)
+    hang_on: str | None = None  # hang only the requests whose body holds this text (others answer)
     echo: bool = False  # reply = text + " " + the last user text of the request
     tool_command: str | None = None  # first answer a shell tool call running this (see module doc)
     tool_echo: bool = False  # after the tool ran: reply = text + "\n" + the tool result the CLI sent
     # Calls of declared tools, all in one model turn, until a tool result comes back (see module doc).
     tool_calls: list[ScriptedCall] | None = None
+    finish: str = "stop"  # "length": the answer was cut at the output token limit
+    reasoning: str | None = None  # the model's visible reasoning, before the answer
 
     @classmethod
     def from_json(cls, data: Any) -> Script:
@@ -114,6 +121,8 @@ class Script:
         chunks = values.get("chunks")
         if chunks is not None and not all(isinstance(chunk, str) for chunk in chunks):
             raise ValueError("script.chunks must be a list of strings")
+        if values.get("finish", "stop") not in ("stop", "length"):
+            raise ValueError("script.finish must be 'stop' or 'length'")
         if values.get("tool_calls") is not None:
             values["tool_calls"] = [
                 ScriptedCall(**_checked_fields(call, _CALL_TYPES, "tool_calls[]")) for call in values["tool_calls"]
@@ -145,11 +154,15 @@ _SCRIPT_TYPES: dict[str, tuple[type, ...]] = {
     "usage": (dict,),
     "status": (int,),
     "error_message": (str,),
+    "retry_delay": (bool,),
     "hang": (bool,),
+    "hang_on": (str, type(None)),
     "echo": (bool,),
     "tool_command": (str, type(None)),
     "tool_echo": (bool,),
     "tool_calls": (list, type(None)),
+    "finish": (str,),
+    "reasoning": (str, type(None)),
 }
 _CALL_TYPES: dict[str, tuple[type, ...]] = {"name": (str,), "arguments": (dict,)}
 
@@ -176,6 +189,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]
     body: Any
+    received_at: float = 0.0  # time.perf_counter() when it came (the bench times CLIs by it)
 
     def text(self) -> str:
         """The whole body as one JSON string, for "does X appear anywhere" asserts."""
@@ -248,6 +262,24 @@ def _reply_chunks(script: Script, provider: str, body: Any) -> list[str]:
     return [*script.chunks, tail] if tail else list(script.chunks)
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A text answer as the fake's model gives it: the chunks, the counts, how it ends, reasoning first."""
+
+    chunks: list[str]
+    usage: Usage
+    finish: str = "stop"
+    reasoning: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+def _reply(script: Script, provider: str, body: Any) -> Reply:
+    return Reply(_reply_chunks(script, provider, body), script.usage, script.finish, script.reasoning)
+
+
 # ---- Tool calls ----------------------------------------------------------------------------------
 
 
@@ -266,6 +298,8 @@ SHELL_TOOLS: dict[str, tuple[str, ...]] = {
     "openai": ("exec_command", "shell_command", "shell"),  # codex, depending on version and features
     "gemini": ("run_shell_command",),
 }
+STRUCTURED_OUTPUT_TOOL = "StructuredOutput"
+"""The tool claude declares under ``--json-schema``: a model with a scripted JSON text answers by calling it."""
 TRANSCRIPT_RESULT = "<tool_result"
 """How a tool result shows in a prompt that carries the conversation as a transcript (clinvk's)."""
 
@@ -362,6 +396,49 @@ def tool_result(provider: str, body: Any) -> str | None:
     return results[-1] if results else None
 
 
+def received_images(request: RecordedRequest) -> list[tuple[str, bytes]]:
+    """(media type, bytes) of every image the request carries, in each provider's own form."""
+    found: list[tuple[str, bytes]] = []
+    for block in _blocks(request.body):
+        if block.get("type") == "image" and isinstance(source := block.get("source"), dict):  # Anthropic
+            found.append((str(source.get("media_type")), base64.b64decode(str(source.get("data", "")))))
+        elif block.get("type") == "input_image" and str(block.get("image_url", "")).startswith("data:"):  # Responses
+            header, _, data = str(block["image_url"]).partition(",")
+            found.append((header[5:].split(";")[0], base64.b64decode(data)))
+        elif isinstance(inline := block.get("inlineData"), dict):  # Gemini
+            found.append((str(inline.get("mimeType")), base64.b64decode(str(inline.get("data", "")))))
+    return found
+
+
+def _blocks(value: Any) -> Iterator[_JSON]:
+    """Every JSON object nested in ``value``."""
+    if isinstance(value, dict):
+        yield value
+        for inner in value.values():
+            yield from _blocks(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _blocks(inner)
+
+
+def generation_settings(request: RecordedRequest) -> dict[str, Any]:
+    """The sampling, length and reasoning settings a request sent, named alike for every provider."""
+    body = request.body if isinstance(request.body, dict) else {}
+    if request.provider == "gemini":
+        config = body.get("generationConfig") or {}
+        found = {"max_tokens": config.get("maxOutputTokens"), "temperature": config.get("temperature"),
+                 "top_p": config.get("topP"), "effort": None}  # fmt: skip
+    elif request.provider == "openai":
+        reasoning = body.get("reasoning") or {}
+        found = {"max_tokens": body.get("max_output_tokens"), "temperature": body.get("temperature"),
+                 "top_p": body.get("top_p"), "effort": reasoning.get("effort")}  # fmt: skip
+    else:
+        output = body.get("output_config") or {}
+        found = {"max_tokens": body.get("max_tokens"), "temperature": body.get("temperature"),
+                 "top_p": body.get("top_p"), "effort": output.get("effort")}  # fmt: skip
+    return found
+
+
 def _wanted_calls(script: Script, provider: str, body: Any) -> list[ToolCall]:
     """The calls to answer with: some are scripted and no tool result came back yet."""
     answered = tool_result(provider, body) is not None or TRANSCRIPT_RESULT in _last_user_text(provider, body)
@@ -369,7 +446,20 @@ def _wanted_calls(script: Script, provider: str, body: Any) -> list[ToolCall]:
         return []
     if script.tool_command is not None:
         return [shell_call(provider, body, script.tool_command)]
-    return [declared_call(provider, body, call) for call in script.tool_calls or []]
+    if script.tool_calls:
+        return [declared_call(provider, body, call) for call in script.tool_calls]
+    if STRUCTURED_OUTPUT_TOOL in _offered_tools(provider, body):  # claude --json-schema: answer through it
+        return [ToolCall(STRUCTURED_OUTPUT_TOOL, _json_object(script.text))]
+    return []
+
+
+def _json_object(text: str) -> _JSON:
+    """The scripted text as the JSON object it holds (else wrapped in one)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else {"answer": text}
 
 
 _DEFAULT_ERROR_MESSAGES = {
@@ -423,7 +513,7 @@ _GEMINI_STATUSES = {
 }
 
 
-def _error_body(provider: str, status: int, message: str, request_id: str) -> _JSON:
+def _error_body(provider: str, status: int, message: str, request_id: str, retry_delay: bool = True) -> _JSON:
     """The error JSON each provider really sends, so the CLIs parse and report it as they would."""
     if provider == "anthropic":
         kind = _ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
@@ -435,7 +525,7 @@ def _error_body(provider: str, status: int, message: str, request_id: str) -> _J
     if provider == "gemini":
         state = _GEMINI_STATUSES.get(status, "INTERNAL" if status >= 500 else "FAILED_PRECONDITION")
         gerror: _JSON = {"code": status, "message": message, "status": state}
-        if status == 429:  # Google states the retry delay in the body; gemini reads only this
+        if status == 429 and retry_delay:  # Google states the retry delay in the body; gemini reads only this
             retry_info = {
                 "@type": "type.googleapis.com/google.rpc.RetryInfo",
                 "retryDelay": f"{RETRY_AFTER_SECONDS}s",
@@ -445,14 +535,14 @@ def _error_body(provider: str, status: int, message: str, request_id: str) -> _J
     return {"error": {"message": message, "type": "not_found", "code": status}}
 
 
-def _error_response(provider: str, status: int, message: str = "") -> JSONResponse:
-    """An HTTP error in the provider's format (429 also carries Retry-After)."""
+def _error_response(provider: str, status: int, message: str = "", retry_delay: bool = True) -> JSONResponse:
+    """An HTTP error in the provider's format (429 also carries Retry-After, unless ``retry_delay`` is off)."""
     message = message or _DEFAULT_ERROR_MESSAGES.get(status, f"fake: error {status}")
-    headers = {"retry-after": str(RETRY_AFTER_SECONDS)} if status == 429 else {}
+    headers = {"retry-after": str(RETRY_AFTER_SECONDS)} if status == 429 and retry_delay else {}
     request_id = _new_id("req_fake_")
     if provider == "anthropic":
         headers["request-id"] = request_id
-    body = _error_body(provider, status, message, request_id)
+    body = _error_body(provider, status, message, request_id, retry_delay)
     return JSONResponse(body, status_code=status, headers=headers)
 
 
@@ -478,16 +568,17 @@ def _anthropic_usage(usage: Usage) -> _JSON:
     }
 
 
-def _anthropic_message(msg_id: str, model: str, text: str, usage: Usage) -> _JSON:
+def _anthropic_message(msg_id: str, model: str, reply: Reply) -> _JSON:
+    thinking = [{"type": "thinking", "thinking": reply.reasoning, "signature": "fake-signature"}]
     return {
         "id": msg_id,
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
+        "content": [*(thinking if reply.reasoning else []), {"type": "text", "text": reply.text}],
+        "stop_reason": "max_tokens" if reply.finish == "length" else "end_turn",
         "stop_sequence": None,
-        "usage": _anthropic_usage(usage),
+        "usage": _anthropic_usage(reply.usage),
     }
 
 
@@ -496,14 +587,14 @@ def _anthropic_tool_use(call: ToolCall) -> _JSON:
 
 
 def _anthropic_call_message(msg_id: str, model: str, calls: list[ToolCall], usage: Usage) -> _JSON:
-    message = _anthropic_message(msg_id, model, "", usage)
+    message = _anthropic_message(msg_id, model, Reply([], usage))
     message["content"], message["stop_reason"] = [_anthropic_tool_use(call) for call in calls], "tool_use"
     return message
 
 
 def _anthropic_call_events(msg_id: str, model: str, calls: list[ToolCall], usage: Usage) -> Iterable[bytes]:
     """Events of a streamed Anthropic message of ``tool_use`` blocks (each input as one JSON delta)."""
-    start = _anthropic_message(msg_id, model, "", usage)
+    start = _anthropic_message(msg_id, model, Reply([], usage))
     start["content"], start["stop_reason"] = [], None
     yield _sse({"type": "message_start", "message": start}, "message_start")
     for index, call in enumerate(calls):
@@ -521,23 +612,36 @@ def _anthropic_call_events(msg_id: str, model: str, calls: list[ToolCall], usage
     yield _sse({"type": "message_stop"}, "message_stop")
 
 
-def _anthropic_events(msg_id: str, model: str, chunks: list[str], usage: Usage) -> Iterable[bytes]:
+def _anthropic_events(msg_id: str, model: str, reply: Reply) -> Iterable[bytes]:
     """Events of a streamed Anthropic message; the caller inserts delays between text deltas."""
-    start = _anthropic_message(msg_id, model, "", usage)
+    start = _anthropic_message(msg_id, model, reply)
     start["content"], start["stop_reason"] = [], None
     start["usage"]["output_tokens"] = 1
     yield _sse({"type": "message_start", "message": start}, "message_start")
+    index = 0
+    if reply.reasoning:
+        block = {"type": "thinking", "thinking": "", "signature": ""}
+        yield _sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
+        for kind, key, value in (
+            ("thinking_delta", "thinking", reply.reasoning),
+            ("signature_delta", "signature", "fake-signature"),
+        ):
+            delta = {"type": "content_block_delta", "index": 0, "delta": {"type": kind, key: value}}
+            yield _sse(delta, "content_block_delta")
+        yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        index = 1
     block = {"type": "text", "text": ""}
-    yield _sse({"type": "content_block_start", "index": 0, "content_block": block}, "content_block_start")
+    yield _sse({"type": "content_block_start", "index": index, "content_block": block}, "content_block_start")
     yield _sse({"type": "ping"}, "ping")
-    for chunk in chunks:
-        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": chunk}}
+    for chunk in reply.chunks:
+        delta = {"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": chunk}}
         yield _sse(delta, "content_block_delta")
-    yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    yield _sse({"type": "content_block_stop", "index": index}, "content_block_stop")
+    stop_reason = "max_tokens" if reply.finish == "length" else "end_turn"
     message_delta = {
         "type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-        "usage": {"output_tokens": usage.output_tokens},
+        "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+        "usage": {"output_tokens": reply.usage.output_tokens},
     }
     yield _sse(message_delta, "message_delta")
     yield _sse({"type": "message_stop"}, "message_stop")
@@ -574,7 +678,7 @@ def _responses_object(resp_id: str, model: str, status: str, output: list[_JSON]
         "created_at": int(time.time()),
         "status": status,
         "error": None,
-        "incomplete_details": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
         "model": model,
         "output": output,
         "parallel_tool_calls": True,
@@ -623,10 +727,20 @@ def _responses_call_events(resp_id: str, model: str, calls: list[ToolCall], usag
     yield ev("response.completed", response=final)
 
 
-def _responses_events(resp_id: str, model: str, chunks: list[str], usage: Usage) -> Iterable[bytes]:
-    """Events of a streamed Responses turn with one assistant message."""
-    item_id = _new_id("msg_fake_")
-    text = "".join(chunks)
+def _responses_reasoning_item(text: str) -> _JSON:
+    return {"id": _new_id("rs_fake_"), "type": "reasoning", "summary": [{"type": "summary_text", "text": text}]}
+
+
+def _responses_output(reply: Reply) -> tuple[str, list[_JSON]]:
+    """The final status and output items of a text answer (reasoning first)."""
+    reasoning = [_responses_reasoning_item(reply.reasoning)] if reply.reasoning else []
+    status = "incomplete" if reply.finish == "length" else "completed"
+    return status, [*reasoning, _responses_item(_new_id("msg_fake_"), reply.text, "completed")]
+
+
+def _responses_events(resp_id: str, model: str, reply: Reply) -> Iterable[bytes]:
+    """Events of a streamed Responses turn with one assistant message (after a reasoning item, if any)."""
+    status, output = _responses_output(reply)
     seq = itertools.count()
 
     def ev(kind: str, **data: Any) -> bytes:
@@ -634,18 +748,21 @@ def _responses_events(resp_id: str, model: str, chunks: list[str], usage: Usage)
 
     yield ev("response.created", response=_responses_object(resp_id, model, "in_progress", [], None))
     yield ev("response.in_progress", response=_responses_object(resp_id, model, "in_progress", [], None))
-    yield ev("response.output_item.added", output_index=0, item=_responses_item(item_id, "", "in_progress"))
+    for index, item in enumerate(output[:-1]):  # reasoning, whole
+        yield ev("response.output_item.added", output_index=index, item={**item, "summary": []})
+        yield ev("response.output_item.done", output_index=index, item=item)
+    index, item_id = len(output) - 1, output[-1]["id"]
+    yield ev("response.output_item.added", output_index=index, item=_responses_item(item_id, "", "in_progress"))
     part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-    loc = {"item_id": item_id, "output_index": 0, "content_index": 0}
+    loc = {"item_id": item_id, "output_index": index, "content_index": 0}
     yield ev("response.content_part.added", **loc, part=part)
-    for chunk in chunks:
+    for chunk in reply.chunks:
         yield ev("response.output_text.delta", **loc, delta=chunk, logprobs=[])
-    yield ev("response.output_text.done", **loc, text=text, logprobs=[])
-    yield ev("response.content_part.done", **loc, part={**part, "text": text})
-    done_item = _responses_item(item_id, text, "completed")
-    yield ev("response.output_item.done", output_index=0, item=done_item)
-    final = _responses_object(resp_id, model, "completed", [done_item], _responses_usage(usage))
-    yield ev("response.completed", response=final)
+    yield ev("response.output_text.done", **loc, text=reply.text, logprobs=[])
+    yield ev("response.content_part.done", **loc, part={**part, "text": reply.text})
+    yield ev("response.output_item.done", output_index=index, item=output[-1])
+    final = _responses_object(resp_id, model, status, output, _responses_usage(reply.usage))
+    yield ev("response.completed" if status == "completed" else "response.incomplete", response=final)
 
 
 # ---- Gemini ------------------------------------------------------------------------------------
@@ -676,11 +793,18 @@ def _gemini_call_chunk(model: str, resp_id: str, calls: list[ToolCall], usage: U
     return chunk
 
 
-def _gemini_stream(model: str, resp_id: str, chunks: list[str], usage: Usage) -> Iterable[bytes]:
-    """One SSE ``data:`` event per chunk; the last carries finishReason STOP and usageMetadata."""
-    chunks = chunks or [""]
+def _gemini_stream(model: str, resp_id: str, reply: Reply) -> Iterable[bytes]:
+    """One SSE ``data:`` event per chunk (a thought first, if any); the last carries finishReason and usage."""
+    if reply.reasoning:
+        thought = _gemini_chunk(model, resp_id, "", False, reply.usage)
+        thought["candidates"][0]["content"]["parts"] = [{"text": reply.reasoning, "thought": True}]
+        yield _sse(thought)
+    chunks = reply.chunks or [""]
     for i, chunk in enumerate(chunks):
-        yield _sse(_gemini_chunk(model, resp_id, chunk, i == len(chunks) - 1, usage))
+        data = _gemini_chunk(model, resp_id, chunk, i == len(chunks) - 1, reply.usage)
+        if i == len(chunks) - 1 and reply.finish == "length":
+            data["candidates"][0]["finishReason"] = "MAX_TOKENS"
+        yield _sse(data)
 
 
 def _json_schema_of(body: Any) -> _JSON | None:
@@ -746,6 +870,7 @@ class FakeUpstream:
         self._lock = threading.Lock()
         self._script = Script()
         self._requests: list[RecordedRequest] = []
+        self._hanging = 0
         self._stopping = threading.Event()
         self._async_stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -777,6 +902,12 @@ class FakeUpstream:
         """A snapshot of the recorded requests, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def hanging(self) -> int:
+        """Requests held open by a hanging script right now (their client has not gone away)."""
+        with self._lock:
+            return self._hanging
 
     def clear(self) -> None:
         """Forget the recorded requests."""
@@ -879,6 +1010,7 @@ class FakeUpstream:
         return Starlette(routes=routes)
 
     async def _record(self, provider: str, request: Request) -> RecordedRequest:
+        received_at = time.perf_counter()
         raw = await request.body()
         recorded = RecordedRequest(
             provider=provider,
@@ -887,18 +1019,21 @@ class FakeUpstream:
             query=request.url.query,
             headers=dict(request.headers),
             body=_decode_body(raw, request.headers.get("content-encoding", "")),
+            received_at=received_at,
         )
         with self._lock:
             self._requests.append(recorded)
         return recorded
 
-    async def _script_failure(self, provider: str, script: Script, request: Request) -> Response | None:
+    async def _script_failure(
+        self, provider: str, script: Script, request: Request, recorded: RecordedRequest
+    ) -> Response | None:
         """The answer of a hanging or failing script; None when the script answers normally."""
-        if script.hang:
+        if script.hang or (script.hang_on is not None and script.hang_on in recorded.text()):
             await self._hang(request)
             return _error_response(provider, 503, "fake: server stopping")
         if script.status != 200:
-            return _error_response(provider, script.status, script.error_message)
+            return _error_response(provider, script.status, script.error_message, script.retry_delay)
         return None
 
     async def _hang(self, request: Request) -> None:
@@ -909,9 +1044,13 @@ class FakeUpstream:
                 pass
 
         waiters = [asyncio.ensure_future(client_gone()), asyncio.ensure_future(self._stop_event().wait())]
+        with self._lock:
+            self._hanging += 1
         try:
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            with self._lock:
+                self._hanging -= 1
             for waiter in waiters:
                 waiter.cancel()
 
@@ -942,7 +1081,7 @@ class FakeUpstream:
 
     async def _anthropic(self, request: Request) -> Response:
         recorded, script = await self._record("anthropic", request), self.script
-        if (failure := await self._script_failure("anthropic", script, request)) is not None:
+        if (failure := await self._script_failure("anthropic", script, request, recorded)) is not None:
             return failure
         body = recorded.body if isinstance(recorded.body, dict) else {}
         model = str(body.get("model", "claude-fake"))
@@ -953,16 +1092,16 @@ class FakeUpstream:
                 return JSONResponse(_anthropic_call_message(msg_id, model, calls, script.usage), headers=headers)
             events = _anthropic_call_events(msg_id, model, calls, script.usage)
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-        chunks = _reply_chunks(script, "anthropic", body)
+        reply = _reply(script, "anthropic", body)
         if not body.get("stream"):
-            return JSONResponse(_anthropic_message(msg_id, model, "".join(chunks), script.usage), headers=headers)
-        events = _anthropic_events(msg_id, model, chunks, script.usage)
+            return JSONResponse(_anthropic_message(msg_id, model, reply), headers=headers)
+        events = _anthropic_events(msg_id, model, reply)
         stream = self._paced(events, lambda e: e.startswith(b"event: content_block_delta"), script.chunk_delay)
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
     async def _openai(self, request: Request) -> Response:
         recorded, script = await self._record("openai", request), self.script
-        if (failure := await self._script_failure("openai", script, request)) is not None:
+        if (failure := await self._script_failure("openai", script, request, recorded)) is not None:
             return failure
         body = recorded.body if isinstance(recorded.body, dict) else {}
         model = str(body.get("model", "gpt-fake"))
@@ -973,12 +1112,11 @@ class FakeUpstream:
                 return JSONResponse(_responses_object(resp_id, model, "completed", _responses_call_items(calls), usage))
             events = _responses_call_events(resp_id, model, calls, script.usage)
             return StreamingResponse(events, media_type="text/event-stream")
-        chunks = _reply_chunks(script, "openai", body)
+        reply = _reply(script, "openai", body)
         if not body.get("stream"):
-            item = _responses_item(_new_id("msg_fake_"), "".join(chunks), "completed")
-            usage = _responses_usage(script.usage)
-            return JSONResponse(_responses_object(resp_id, model, "completed", [item], usage))
-        events = _responses_events(resp_id, model, chunks, script.usage)
+            status, output = _responses_output(reply)
+            return JSONResponse(_responses_object(resp_id, model, status, output, _responses_usage(reply.usage)))
+        events = _responses_events(resp_id, model, reply)
         stream = self._paced(events, lambda e: e.startswith(b"event: response.output_text.delta"), script.chunk_delay)
         return StreamingResponse(stream, media_type="text/event-stream")
 
@@ -996,7 +1134,7 @@ class FakeUpstream:
             text = json.dumps(_sample_for_schema(schema))
             return JSONResponse(_gemini_chunk(model, _new_id("fake-"), text, True, HELPER_USAGE))
         script = self.script
-        if (failure := await self._script_failure("gemini", script, request)) is not None:
+        if (failure := await self._script_failure("gemini", script, request, recorded)) is not None:
             return failure
         resp_id = _new_id("fake-")
         if calls := _wanted_calls(script, "gemini", recorded.body):
@@ -1004,10 +1142,10 @@ class FakeUpstream:
             if method == "generateContent":
                 return JSONResponse(chunk)
             return StreamingResponse(iter([_sse(chunk)]), media_type="text/event-stream")
-        chunks = _reply_chunks(script, "gemini", recorded.body)
+        reply = _reply(script, "gemini", recorded.body)
         if method == "generateContent":
-            return JSONResponse(_gemini_chunk(model, resp_id, "".join(chunks), True, script.usage))
-        events = _gemini_stream(model, resp_id, chunks, script.usage)
+            return JSONResponse(_gemini_chunk(model, resp_id, reply.text, True, reply.usage))
+        events = _gemini_stream(model, resp_id, reply)
         stream = self._paced(events, lambda e: True, script.chunk_delay)
         return StreamingResponse(stream, media_type="text/event-stream")
 

@@ -20,6 +20,7 @@ def health_router(gateway: Gateway) -> APIRouter:
         return {
             "status": "ok",
             "backends": {name: gateway.unavailable_reason(name) or "available" for name in BACKEND_NAMES},
+            "warm": gateway.warm_status(),
         }
 
     return router

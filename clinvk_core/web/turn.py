@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 
 from starlette.requests import Request
 
 from clinvk_core.conversation import Conversation
 from clinvk_core.errors import GatewayError, InvalidRequest
-from clinvk_core.events import Completed, Event, SessionStarted, TextDelta, ToolCallStarted
+from clinvk_core.events import Completed, Event, RunStarted, SessionStarted, TextDelta, ToolCallStarted
 from clinvk_core.gateway import Gateway
 from clinvk_core.routing import Route
+from clinvk_core.structured import checked_output
 from clinvk_core.transcript import render_prompt
 from clinvk_core.web.access_log import RequestLog, request_log
 from clinvk_core.web.deadline import request_deadline
@@ -27,14 +28,20 @@ def open_turn(gateway: Gateway, route: Route, conversation: Conversation, reques
     deadline = request_deadline(request.scope, dict(request.headers), gateway.settings.timeout_seconds)
     record = request_log(request.scope)
 
+    def rerun(corrected: Conversation) -> AbstractAsyncContextManager[AsyncIterator[Event]]:
+        return gateway.run(route, corrected, deadline)
+
     @asynccontextmanager
     async def open_run() -> AsyncIterator[AsyncIterator[Event]]:
-        async with gateway.run(route, conversation, deadline) as events:
+        # The first run is entered here, so what is known before the CLI starts keeps its HTTP status.
+        async with gateway.run(route, conversation, deadline) as events, AsyncExitStack() as stack:
+            if conversation.output is not None:
+                checked = checked_output(events, conversation, rerun)
+                stack.push_async_callback(checked.aclose)  # it may hold the run of a corrective turn
+                events = checked
             logged = _logged(events, record)
-            try:
-                yield logged
-            finally:
-                await logged.aclose()
+            stack.push_async_callback(logged.aclose)
+            yield logged
 
     return open_run
 
@@ -60,7 +67,9 @@ async def _logged(events: AsyncIterator[Event], record: RequestLog) -> AsyncGene
     """The events, noting in the request's log line what they say: session, first token, usage, failure."""
     try:
         async for event in events:
-            if isinstance(event, SessionStarted):
+            if isinstance(event, RunStarted):
+                record.note(warm=event.warm)
+            elif isinstance(event, SessionStarted):
                 record.note(session_id=event.session_id)
             elif isinstance(event, TextDelta | ToolCallStarted) and "first_token_ms" not in record.fields:
                 record.note(first_token_ms=record.elapsed_ms())

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from clinvk_core.warm import STARTED_AHEAD
+
 
 def _ppid_and_state(pid: int) -> tuple[int, str] | None:
     try:
@@ -33,15 +35,45 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def leftovers(root: int, home: Path) -> list[str]:
-    """What is still there below ``root`` (processes with state and command) and under ``home`` (workspaces).
+def leftovers(root: int, home: Path, state: Path | None = None) -> list[str]:
+    """What is still there below ``root`` (processes with state and command) and in the state dir
+    (workspaces: ``runs/``, and ``warm/`` ones a request took).
 
-    For assertion messages: a failure says what was left, not just that something was.
+    CLIs a warm pool keeps (their workspace marked as started ahead) are not leftovers; the warm tests
+    check them. For assertion messages: a failure says what was left, not just that something was.
     """
-    found = [str(path) for path in run_dirs(home)]
+    state = state or home / ".local" / "state" / "clinvk"
+    warm = state / "warm"
+    found = [str(path) for path in run_dirs(home, state)]
+    found += [
+        str(path) for path in (sorted(warm.iterdir()) if warm.exists() else []) if not (path / STARTED_AHEAD).exists()
+    ]
     for pid in descendants(root):
+        if started_ahead(pid) or any(started_ahead(up) for up in _ancestors(pid, root)):
+            continue
         info = _ppid_and_state(pid)
         found.append(f"pid {pid} state {info[1] if info else '?'}: {command_line(pid)[:200]}")
+    return found
+
+
+def started_ahead(pid: int) -> bool:
+    """Whether the process belongs to a warm pool: its workspace says so (and no request has taken it)."""
+    return (_cwd(pid).parent / STARTED_AHEAD).exists()
+
+
+def _cwd(pid: int) -> Path:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return Path("/nonexistent")
+
+
+def _ancestors(pid: int, root: int) -> list[int]:
+    """The processes between ``root`` and ``pid``."""
+    found = []
+    while (info := _ppid_and_state(pid)) is not None and info[0] not in (root, 0, 1):
+        pid = info[0]
+        found.append(pid)
     return found
 
 
@@ -53,9 +85,9 @@ def command_line(pid: int) -> str:
         return "?"
 
 
-def assert_settles(root: int, home: Path, timeout: float = 5) -> None:
-    """Within ``timeout``, no process is left below ``root`` and no workspace under ``home``."""
-    assert wait_until(lambda: not leftovers(root, home), timeout), leftovers(root, home)
+def assert_settles(root: int, home: Path, timeout: float = 5, state: Path | None = None) -> None:
+    """Within ``timeout``, no process is left below ``root`` and no workspace in its state dir."""
+    assert wait_until(lambda: not leftovers(root, home, state), timeout), leftovers(root, home, state)
 
 
 def open_fds(pid: int) -> int:
@@ -69,9 +101,9 @@ def rss_kib(pid: int) -> int:
     raise ValueError(f"no VmRSS for {pid}")
 
 
-def run_dirs(home: Path) -> list[Path]:
+def run_dirs(home: Path, state: Path | None = None) -> list[Path]:
     """The per-request workspaces currently on disk under the emulator's state dir."""
-    runs = home / ".local" / "state" / "clinvk" / "runs"
+    runs = (state or home / ".local" / "state" / "clinvk") / "runs"
     return sorted(runs.iterdir()) if runs.exists() else []
 
 

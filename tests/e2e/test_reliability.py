@@ -172,7 +172,7 @@ def test_stream_disconnect_kills_the_cli_at_once(backend: str, roomy: Gateway, f
     ) as response:
         lines = response.iter_lines()  # kept: a dropped iterator closes the connection
         next(lines)  # the role chunk: the CLI runs
-        assert wait_until(lambda: bool(descendants(roomy.pid)), 5)
+        assert wait_until(lambda: fake.hanging == 1, 5)
     closed = time.monotonic()
     roomy.settles(3)
     assert time.monotonic() - closed < 1.0
@@ -263,8 +263,8 @@ def test_sigterm_kills_in_flight_clis_and_exits(fake: FakeUpstream, tmp_path: Pa
     ]
     for thread in threads:
         thread.start()
-    assert wait_until(lambda: len(run_dirs(tmp_path)) == 3, 10)
-    clis = descendants(gateway.pid)
+    assert wait_until(lambda: fake.hanging == 3, 10)  # a CLI of each backend waits for its model
+    clis = descendants(gateway.pid)  # warm ones included: nothing outlives the emulator
     assert clis
     start = time.monotonic()
     gateway.emulator.process.send_signal(signal.SIGTERM)

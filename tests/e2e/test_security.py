@@ -28,7 +28,8 @@ import pytest
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.testing.emulator import Emulator, emulator_env
 from clinvk_core.testing.fake_upstream import FakeUpstream, RecordedRequest, Script, tool_result
-from tests.e2e.procs import command_line, descendants, wait_until
+from clinvk_core.warm import STARTED_AHEAD
+from tests.e2e.procs import assert_settles, command_line, started_ahead, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -87,6 +88,10 @@ class Gateway:
     @property
     def pid(self) -> int:
         return self.emulator.process.pid
+
+    def settles(self) -> None:
+        """Within a moment: no CLI of a request left (zombies count), no workspace of a request left."""
+        assert_settles(self.pid, self.state.parent / "home", 5, self.state)
 
     def chat(self, backend: str, content: str = "run it", headers: dict[str, str] | None = None) -> httpx.Response:
         """One chat completion, with a valid key unless ``headers`` says otherwise."""
@@ -411,6 +416,9 @@ CLI_CACHES = {
     "its sandbox): made as .tmpXXXX, renamed codex-arg0XXXX; each start removes the stale codex-arg0 ones, "
     "not a .tmp one that a codex killed in its first moments leaves (a few links, no data)",
 }
+# The CLIs the warm pools keep, each in a workspace of its own that comes and goes with it (the pools
+# are checked by procs.leftovers: a workspace a request took is gone after the request).
+WARM_POOLS = ("warm", "warm/*")
 # Known gap, see test_no_conversation_stays_on_disk: gemini's home is shared by all runs, and every run
 # adds a project (tmp/NAME/ with its chat recording, history/NAME/) there; a run killed while it holds
 # the project registry's lock leaves the lock (the next run takes it over once 10 s stale).
@@ -427,7 +435,8 @@ def state_listing(state: Path, ignore: tuple[str, ...]) -> set[str]:
 
 
 def working_under(root: Path) -> list[int]:
-    """Processes anywhere on the machine whose working directory is under ``root`` (orphans included)."""
+    """Processes anywhere on the machine whose working directory is under ``root`` (orphans included),
+    but for the CLIs a warm pool keeps there (their workspace says so)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
@@ -435,7 +444,7 @@ def working_under(root: Path) -> list[int]:
                 found.append(int(proc.name))
         except OSError:  # gone meanwhile, or not ours to look at
             continue
-    return found
+    return [pid for pid in found if not started_ahead(pid)]
 
 
 def commands_under(root: Path) -> str:
@@ -448,13 +457,16 @@ def spread(count: int) -> list[str]:
 
 
 def cancel_a_stream(gateway: Gateway, backend: str) -> list[Path]:
-    """Start a streaming request, hang up at its first event; the run dirs that existed meanwhile."""
+    """Start a streaming request, hang up at its first event; the workspaces requests had meanwhile
+    (``runs/``, and a warm CLI's that a request took)."""
     body = {"model": MODEL[backend], "messages": [{"role": "user", "content": "slow"}], "stream": True}
     headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}
     with httpx.stream("POST", f"{gateway.base_url}/chat/completions", json=body, headers=headers, timeout=60) as r:
         assert r.status_code == 200
         next(line for line in r.iter_lines() if line.startswith("data:"))
-        return list((gateway.state / "runs").iterdir())
+        warm = gateway.state / "warm"
+        taken = [path for path in warm.iterdir() if not (path / STARTED_AHEAD).exists()] if warm.exists() else []
+        return list((gateway.state / "runs").iterdir()) + taken
 
 
 def test_fifty_requests_leave_no_workspace_process_or_state_behind(fake: FakeUpstream, tmp_path: Path) -> None:
@@ -462,10 +474,9 @@ def test_fifty_requests_leave_no_workspace_process_or_state_behind(fake: FakeUps
     try:
         for backend in BACKENDS:  # each CLI sets up its caches on its first run
             answer_of(gateway.chat(backend))
-        assert wait_until(lambda: descendants(gateway.pid) == [], 5)
-        ignore = (*CLI_CACHES, *GEMINI_SHARED_HOME)
+        gateway.settles()
+        ignore = (*CLI_CACHES, *GEMINI_SHARED_HOME, *WARM_POOLS)
         before = state_listing(gateway.state, ignore)
-        assert "runs" in before
 
         # One workspace per request while it runs: private, and an empty working directory.
         slow = Script(chunks=[f"chunk {i} " for i in range(8)], chunk_delay=0.25)
@@ -488,9 +499,8 @@ def test_fifty_requests_leave_no_workspace_process_or_state_behind(fake: FakeUps
         assert all(leaked(response_text(r)) == [] for r in succeeded + failed)
 
         # Within a moment of the last hang-up: no CLI left (zombies count), no workspace left.
-        assert wait_until(lambda: descendants(gateway.pid) == [], 5), descendants(gateway.pid)
+        gateway.settles()
         assert working_under(gateway.state) == []  # nothing escaped the process group either
-        assert wait_until(lambda: list((gateway.state / "runs").iterdir()) == [], 5)
         after = state_listing(gateway.state, ignore)
         assert after == before, f"new: {sorted(after - before)}, gone: {sorted(before - after)}"
         helper_dirs = [p.name for p in (gateway.state / "codex/home/tmp/arg0-linux").iterdir()]
@@ -510,5 +520,19 @@ def test_no_conversation_stays_on_disk(backend: str, chat_gateway: Gateway, fake
     assert answer_of(chat_gateway.chat(backend, prompt)) == canary(f"{backend}-answer")
     assert wait_until(lambda: list((chat_gateway.state / "runs").iterdir()) == [], 5)
     texts = (prompt.encode(), canary(f"{backend}-answer").encode())
-    files = [path for path in chat_gateway.state.rglob("*") if path.is_file()]
-    assert [path for path in files if any(text in path.read_bytes() for text in texts)] == []
+    assert [path for path in _files(chat_gateway.state) if any(text in _read(path) for text in texts)] == []
+
+
+def _files(root: Path) -> list[Path]:
+    """Every file under ``root`` (a warm pool may add and remove workspaces meanwhile)."""
+    found = []
+    for directory, _, names in os.walk(root):
+        found += [Path(directory) / name for name in names]
+    return found
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # removed meanwhile (a warm CLI's workspace that a request took)
+        return b""

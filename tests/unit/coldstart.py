@@ -32,8 +32,10 @@ def cold_start(settings: Mapping[str, str]) -> Iterator[dict[str, ModuleType]]:
     """The handler modules by name, imported with exactly ``settings`` as the CLINVK_* environment.
 
     The environment is patched only during the import (settings are read at cold start), and the
-    modules are forgotten afterwards so that later imports start cold again.
+    modules are forgotten afterwards so that later imports start cold again. Nothing is kept warm
+    unless ``settings`` say so: the stand-in CLIs speak no warm protocol.
     """
+    settings = {"CLINVK_WARM_BACKENDS": ""} | dict(settings)
     with pytest.MonkeyPatch.context() as patch:
         for name in list(os.environ):
             if name.startswith("CLINVK_"):

@@ -133,7 +133,8 @@ class Handlers:
 
 
 # Settings for the handlers' cold start: every CLINVK_* variable from the outside is dropped.
-HANDLER_SETTINGS = {"CLINVK_TIMEOUT_SECONDS": "1", "CLINVK_KEEPALIVE_SECONDS": "0.1"}
+# The stand-in CLIs speak no warm protocol: every run is cold here (warm runs: tests/e2e/test_warm.py).
+HANDLER_SETTINGS = {"CLINVK_TIMEOUT_SECONDS": "1", "CLINVK_KEEPALIVE_SECONDS": "0.1", "CLINVK_WARM_BACKENDS": ""}
 
 
 def _forget_handlers() -> None:

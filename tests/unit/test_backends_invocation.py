@@ -14,7 +14,7 @@ import pytest
 
 from clinvk_core.backends import BACKENDS, Backend, BackendSettings, Invocation, RunPaths, RunRequest
 from clinvk_core.backends.claude import Claude
-from clinvk_core.backends.codex import CATALOG, KEY_ENV, Codex, toml_string
+from clinvk_core.backends.codex import CATALOG, KEY_ENV, Codex, strict_schema, toml_string
 from clinvk_core.backends.gemini import SYSTEM_SETTINGS, Gemini
 from clinvk_core.config import ToolMode, Upstream
 from clinvk_core.conversation import (
@@ -121,6 +121,7 @@ def test_claude_env_without_upstream_keeps_the_users_login(run_paths: RunPaths) 
     assert invocation.env == {
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CLAUDE_CODE_MAX_RETRIES": "0",
+        "ENABLE_TOOL_SEARCH": "false",  # every client tool declared to the model, none deferred
     }
     assert invocation.files == {}
 
@@ -513,7 +514,10 @@ def test_each_cli_gets_the_output_schema_its_own_way(run_paths: RunPaths) -> Non
     claude = Claude().invocation(BINARY, request, run_paths, BackendSettings())
     assert json.loads(value_after(claude.argv, "--json-schema")) == SCHEMA
     codex = Codex().invocation(BINARY, request, run_paths, BackendSettings())
-    assert json.loads(codex.files[Path(value_after(codex.argv, "--output-schema"))]) == SCHEMA
+    assert json.loads(codex.files[Path(value_after(codex.argv, "--output-schema"))]) == {
+        **SCHEMA,
+        "additionalProperties": False,  # OpenAI's strict rules, which codex applies
+    }
     gemini = Gemini().invocation(BINARY, request, run_paths, BackendSettings())
     [override] = json.loads(gemini.files[run_paths.scratch / SYSTEM_SETTINGS])["modelConfigs"]["overrides"]
     assert override["match"] == {"model": "m"}  # not the CLI's own helper calls
@@ -541,3 +545,38 @@ def test_gemini_tool_choice_is_its_function_calling_mode(run_paths: RunPaths) ->
     assert override["modelConfig"]["generateContentConfig"]["toolConfig"] == {
         "functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["mcp_clinvk_get_weather"]}
     }
+
+
+DAY = {"type": "object", "properties": {"temp": {"type": "number"}, "note": {"type": "string"}}, "required": ["temp"]}
+NESTED = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "array", "items": DAY}}}
+
+
+def test_codex_adapts_a_schema_to_openai_strict_rules_only_by_narrowing_it(run_paths: RunPaths) -> None:
+    adapted, problems = strict_schema(NESTED)
+    assert adapted == {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "array", "items": {
+            "type": "object", "properties": {"temp": {"type": "number"}, "note": {"type": "string"}},
+            "required": ["temp", "note"], "additionalProperties": False}}},
+        "additionalProperties": False,
+        "required": ["city", "days"],
+    }  # fmt: skip
+    assert problems == [
+        "/properties/days/items: additionalProperties is not false",
+        "/properties/days/items: not every property is required",
+        "/: additionalProperties is not false",
+        "/: not every property is required",
+    ]
+    request = run_request(output=OutputFormat(NESTED, "w", strict=False))
+    codex = Codex().invocation(BINARY, request, run_paths, BackendSettings())
+    assert json.loads(codex.files[Path(value_after(codex.argv, "--output-schema"))]) == adapted
+
+
+def test_codex_refuses_a_strict_schema_that_breaks_the_rules_and_takes_one_that_keeps_them() -> None:
+    refusal = Codex().refusal(run_request(output=OutputFormat(NESTED, "w", True)).conversation)
+    assert refusal is not None
+    assert "additionalProperties" in refusal
+    assert Codex().refusal(run_request(output=OutputFormat(NESTED, "w", False)).conversation) is None
+    strict = strict_schema(NESTED)[0]
+    assert Codex().refusal(run_request(output=OutputFormat(strict, "w", True)).conversation) is None
+    assert Claude().refusal(run_request(output=OutputFormat(NESTED, "w", True)).conversation) is None

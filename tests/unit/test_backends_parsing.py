@@ -415,3 +415,17 @@ def test_gemini_quota_error_without_a_delay_is_a_429() -> None:
     [failed] = feed(Gemini(), result)
     assert isinstance(failed, Failed)
     assert (failed.upstream_status, failed.retry_after) == (429, None)
+
+
+def test_claude_answer_cut_at_the_output_limit_ends_the_turn_there() -> None:
+    """claude would ask the model to go on ("Output token limit hit. Resume directly"): the cut is the answer."""
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 10, "output_tokens": 1}}}
+    text = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "cut "}}
+    stop = {"type": "message_delta", "delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 5}}
+    lines = [line({"type": "stream_event", "event": e, "parent_tool_use_id": None}) for e in (start, text, stop)]
+    assert parse(Claude(), lines) == [TextDelta("cut "), Completed(TokenUsage(10, 5), "length")]
+
+
+def test_codex_incomplete_answer_is_cut_not_failed() -> None:
+    message = "Incomplete response returned, reason: max_output_tokens"
+    assert feed(Codex(), line({"type": "turn.failed", "error": {"message": message}})) == [Completed(None, "length")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import importlib
 import json
+import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -192,13 +193,16 @@ def test_emulator_serves_buffered_functions_through_their_lambda_handler(emulato
     ],
 )
 def test_emulator_errors_are_openai_shaped(
-    emulator: TestClient, method: str, path: str, status: int, code: str
+    emulator: TestClient, method: str, path: str, status: int, code: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    response = emulator.request(method, path)
+    with caplog.at_level(logging.INFO, logger="clinvk.access"):
+        response = emulator.request(method, path)
     assert response.status_code == status
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
     assert error["code"] == code
+    [line] = [json.loads(record.getMessage()) for record in caplog.records if record.name == "clinvk.access"]
+    assert (line["method"], line["path"], line["status"]) == (method, path, status)  # logged like any request
 
 
 def test_emulator_forwards_the_streaming_function(emulator: TestClient, handlers: Handlers, capture: Capture) -> None:

@@ -35,12 +35,62 @@ messages = st.lists(
     st.fixed_dictionaries({}, optional={"role": roles, "content": contents, "name": json_values}), max_size=4
 )
 OPENAI_FIELDS = ["stream", "stream_options", "n", "temperature", "max_tokens", "stop", "tools", "response_format",
-                 "user", "seed", "metadata", "logit_bias", "tool_choice", "unknown_field"]  # fmt: skip
+                 "user", "seed", "metadata", "logit_bias", "tool_choice", "unknown_field", "functions",
+                 "function_call", "parallel_tool_calls", "logprobs", "reasoning_effort"]  # fmt: skip
 chat_requests = st.fixed_dictionaries({}, optional={"model": models, "messages": messages | json_values}).flatmap(
     lambda base: st.dictionaries(st.sampled_from(OPENAI_FIELDS), json_values, max_size=3).map(
         lambda extra: base | extra
     )
 )
+
+
+# Tools: near-valid definitions, choices, calls and results, with wrong pieces mixed in.
+names = st.sampled_from(["get_weather", "f", "a-b_c", "", "bad name", "x" * 65, "get_weather"]) | json_values
+schemas = st.sampled_from(
+    [None, {}, {"type": "object", "properties": {"city": {"type": "string"}}}, {"type": "string"}, {"type": 7},
+     {"type": "object", "properties": []}, {"$ref": "#/nowhere"}]
+) | json_values  # fmt: skip
+functions = st.fixed_dictionaries({"name": names}, optional={"description": json_values, "parameters": schemas})
+tools = st.lists(
+    st.fixed_dictionaries({"type": st.sampled_from(["function", "web_search", "custom"]) | json_values},
+                          optional={"function": functions | json_values}),
+    max_size=3,
+)  # fmt: skip
+tool_choices = st.sampled_from(["auto", "none", "required", "any"]) | st.fixed_dictionaries(
+    {"type": st.just("function"), "function": st.fixed_dictionaries({"name": names})}
+)
+call_ids = st.sampled_from(["call_1", "call_2", ""]) | json_values
+calls = st.lists(
+    st.fixed_dictionaries({"id": call_ids, "type": st.just("function"),
+                           "function": st.fixed_dictionaries({"name": names, "arguments": st.text(max_size=20)})}),
+    max_size=2,
+)  # fmt: skip
+images = st.sampled_from(
+    ["data:image/png;base64,iVBORw0KGgoAAAAA", "data:image/png;base64,@@", "data:,x", "https://example.com/a.png",
+     "file:///etc/passwd", "data:image/gif;base64,R0lGODlh"]
+) | json_values  # fmt: skip
+tool_messages = st.lists(
+    st.one_of(
+        st.fixed_dictionaries({"role": st.just("assistant"), "content": st.none() | st.text(max_size=10)},
+                              optional={"tool_calls": calls, "function_call": json_values}),
+        st.fixed_dictionaries({"role": st.just("tool"), "content": contents}, optional={"tool_call_id": call_ids}),
+        st.fixed_dictionaries({"role": st.just("function"), "content": contents, "name": names}),
+        st.fixed_dictionaries({"role": st.just("user"), "content": st.lists(
+            st.fixed_dictionaries({"type": st.just("image_url"), "image_url": st.fixed_dictionaries({"url": images})}),
+            max_size=2)}),
+    ),
+    max_size=4,
+).map(lambda turns: [{"role": "user", "content": "q"}, *turns])  # fmt: skip
+formats = st.sampled_from(
+    [{"type": "text"}, {"type": "json_object"}, {"type": "json_schema"}, {"type": "json_schema", "json_schema": {}},
+     {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}, "strict": True}},
+     {"type": "xml"}]
+) | json_values  # fmt: skip
+tool_requests = st.fixed_dictionaries(
+    {"model": st.sampled_from(["claude", "codex", "gemini"]), "messages": tool_messages},
+    optional={"tools": tools, "tool_choice": tool_choices, "functions": st.lists(functions, max_size=2),
+              "response_format": formats, "parallel_tool_calls": st.booleans() | json_values, "n": st.integers(-1, 9)},
+)  # fmt: skip
 
 
 valid_messages = st.lists(
@@ -57,7 +107,7 @@ valid_requests = st.fixed_dictionaries(
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(payload=valid_requests | chat_requests | json_values)
+@given(payload=valid_requests | tool_requests | chat_requests | json_values)
 def test_no_body_gets_a_server_error(handlers: Handlers, capture: Capture, payload: Any) -> None:
     for name, capture_file in [
         ("claude", "claude-stream-json-partial.txt"),

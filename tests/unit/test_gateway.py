@@ -15,7 +15,7 @@ import pytest
 from clinvk_core.config import Settings
 from clinvk_core.conversation import Conversation
 from clinvk_core.errors import BackendUnavailable, RateLimited, Timeout, UpstreamFailed
-from clinvk_core.events import Completed, Event, SessionStarted, TextDelta, TokenUsage
+from clinvk_core.events import Completed, Event, RunStarted, SessionStarted, TextDelta, TokenUsage
 from clinvk_core.gateway import MESSAGE_LIMIT, Gateway
 from clinvk_core.routing import Route
 
@@ -41,7 +41,9 @@ def _no_outside_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def make_gateway(fake_clis: FakeClis, tmp_path: Path, **settings: Any) -> Gateway:
-    values: dict[str, Any] = {"bin_dir": fake_clis.bin_dir, "state_dir": tmp_path / "state"} | settings
+    # The stand-in CLIs speak no warm protocol: every turn here starts its CLI.
+    values: dict[str, Any] = {"bin_dir": fake_clis.bin_dir, "state_dir": tmp_path / "state", "warm_backends": []}
+    values |= settings
     return Gateway(Settings(**values), environ=SOURCE_ENV)
 
 
@@ -56,6 +58,7 @@ def test_a_turn_yields_the_clis_events(fake_clis: FakeClis, tmp_path: Path, capt
     gateway = make_gateway(fake_clis, tmp_path)
     events = asyncio.run(collect(gateway, Route("claude", "sonnet"), system="Be terse."))
     assert events == [
+        RunStarted(warm=False),  # started for the turn: these stand-ins speak no warm protocol
         SessionStarted("cc5a0318-7f57-4ea1-a248-27d520ec94c5"),
         TextDelta("pong "),
         TextDelta("from "),
@@ -249,12 +252,12 @@ def test_in_flight_limit_is_429_and_is_released(fake_clis: FakeClis, tmp_path: P
     route = Route("codex", None)
 
     async def main() -> None:
-        first = asyncio.create_task(collect(gateway, route))
-        await asyncio.sleep(0.1)
-        with pytest.raises(RateLimited) as caught:
-            await collect(gateway, route)
-        assert "Retry-After" in caught.value.headers
-        assert (await first)[-1] == Completed(TokenUsage(10, 5, 0))
+        deadline = asyncio.get_running_loop().time() + 5
+        async with gateway.run(route, Conversation.of("say pong"), deadline) as first:  # holds the one slot
+            with pytest.raises(RateLimited) as caught:
+                await collect(gateway, route)
+            assert "Retry-After" in caught.value.headers
+            assert [event async for event in first][-1] == Completed(TokenUsage(10, 5, 0))
         # The slot is free again, also after a failure.
         fake_clis.script("codex", code=2)
         with pytest.raises(UpstreamFailed):

@@ -403,7 +403,8 @@ def test_health(handlers: Handlers) -> None:
     with TestClient(handlers.health) as client:
         response = client.get("/health")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "backends": dict.fromkeys(CLI_NAMES, "available")}
+    # No pool here (CLINVK_WARM_BACKENDS is empty for the stand-in CLIs): nothing kept warm to show.
+    assert response.json() == {"status": "ok", "backends": dict.fromkeys(CLI_NAMES, "available"), "warm": {}}
 
 
 # --- through the stand-in CLIs: the real runner, gateway and OpenAI layer -----------------------------
