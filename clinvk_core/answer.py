@@ -32,3 +32,11 @@ async def collect(events: AsyncIterator[Event]) -> Answer:
         elif isinstance(event, Completed):
             return Answer(event, "".join(text), "".join(reasoning), calls)
     raise UpstreamFailed("The CLI ended without completing the turn.")  # the gateway raises first
+
+
+async def until_completed(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
+    """The events up to the end of the turn: what follows it (the CLI's exit) nobody waits for."""
+    async for event in events:
+        yield event
+        if isinstance(event, Completed):
+            return

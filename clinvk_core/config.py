@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # The CLIs' own defaults retry for minutes; the client's OpenAI SDK retries 429/5xx itself.
     upstream_max_retries: int = Field(default=0, ge=0)
 
+    # Stored Responses API responses (previous_response_id): SQLite under state_dir, or a DynamoDB table.
+    response_store: Literal["sqlite", "dynamodb"] = "sqlite"
+    response_table: str | None = None  # the DynamoDB table, when response_store is dynamodb
+    response_ttl_days: float = Field(default=30.0, gt=0)
+
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     # AWS Secrets Manager secret (JSON) with gateway keys and backend credentials; read at cold start.
     secret_arn: str | None = None

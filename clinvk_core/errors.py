@@ -87,6 +87,14 @@ class BackendUnavailable(GatewayError):
     code = "backend_unavailable"
 
 
+class StoreUnavailable(GatewayError):
+    """The store of responses (SQLite, DynamoDB) failed: a stored response cannot be read or removed now."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"
+
+
 class Timeout(GatewayError):
     status = 504
     type = "timeout"

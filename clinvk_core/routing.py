@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from clinvk_core.config import BACKEND_NAMES, BackendName
+from clinvk_core.conversation import valid_unicode
 from clinvk_core.errors import ModelNotFound
 
 # Vendor model ids route by prefix and are passed to the CLI unchanged.
@@ -32,6 +33,8 @@ class Route:
 
 def resolve(name: str, default_model: Callable[[BackendName], str | None]) -> Route:
     """The route for a requested model name, or :class:`ModelNotFound`."""
+    if valid_unicode(name) != name:  # a NUL or a lone surrogate: no CLI's argv can hold it
+        raise _not_found(name)
     prefix, slash, model = name.partition("/")
     backend = _BY_NAME.get(prefix)
     if backend is not None:
@@ -42,7 +45,11 @@ def resolve(name: str, default_model: Callable[[BackendName], str | None]) -> Ro
     for prefix, owner in VENDOR_PREFIXES:
         if name.startswith(prefix):
             return Route(owner, name)
-    raise ModelNotFound(
+    raise _not_found(name)
+
+
+def _not_found(name: str) -> ModelNotFound:
+    return ModelNotFound(
         f"The model {name!r} does not exist. Use one of: {', '.join(BACKEND_NAMES)}; "
         "BACKEND/MODEL (e.g. claude/sonnet, codex/gpt-5.5, gemini/gemini-2.5-pro); "
         "or a vendor model id (claude-*, gpt-*, o1*, o3*, o4*, codex-*, gemini-*)."

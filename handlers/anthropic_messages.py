@@ -11,7 +11,7 @@ from clinvk_core.web import create_app
 from clinvk_core.web.health import health_router
 
 gateway = get_gateway()  # cold start: find the CLIs, prepare their state once
-app = create_app("clinvk anthropic messages", error_response)
+app = create_app("clinvk anthropic messages", error_response, gateway=gateway)  # keeps CLIs warm
 app.include_router(health_router(gateway))  # the Web Adapter's readiness check
 
 

@@ -1,4 +1,4 @@
-"""Pydantic models of the OpenAI chat and models APIs, as much as clinvk reads or writes.
+"""Pydantic models of the OpenAI chat and models APIs (and the request base of every OpenAI endpoint).
 
 Requests are strict (no silent coercion: ``"stream": "yes"`` is a 400) and keep unknown
 fields, which are accepted and ignored like the OpenAI API does.
@@ -13,33 +13,35 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
-class _Request(BaseModel):
+class StrictRequest(BaseModel):
+    """A request model of any OpenAI endpoint: no silent coercion; unknown fields kept, and ignored."""
+
     model_config = ConfigDict(strict=True, extra="allow")
 
 
-class ImageUrl(_Request):
+class ImageUrl(StrictRequest):
     url: str
     detail: str | None = None  # accepted; every CLI takes the image as it is
 
 
-class ContentPart(_Request):
+class ContentPart(StrictRequest):
     type: str
     text: str | None = None
     image_url: ImageUrl | None = None
 
 
-class FunctionCall(_Request):
+class FunctionCall(StrictRequest):
     name: str
     arguments: str
 
 
-class ToolCall(_Request):
+class ToolCall(StrictRequest):
     id: str
     type: str = "function"
     function: FunctionCall
 
 
-class ChatMessage(_Request):
+class ChatMessage(StrictRequest):
     role: Role
     # Required, except on assistant messages that carry calls (checked when translated).
     content: str | list[ContentPart] | None = None
@@ -49,23 +51,23 @@ class ChatMessage(_Request):
     function_call: FunctionCall | None = None  # legacy
 
 
-class FunctionDefinition(_Request):
+class FunctionDefinition(StrictRequest):
     name: str
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
-class ToolDefinition(_Request):
+class ToolDefinition(StrictRequest):
     type: str
     function: FunctionDefinition | None = None
 
 
-class StreamOptions(_Request):
+class StreamOptions(StrictRequest):
     include_usage: bool | None = None
 
 
-class ChatCompletionRequest(_Request):
+class ChatCompletionRequest(StrictRequest):
     """POST /chat/completions. Typed fields not listed in the docs are validated, then ignored."""
 
     model: str

@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from clinvk_core.answer import until_completed
 from clinvk_core.errors import GatewayError, UpstreamFailed
 from clinvk_core.events import (
     Completed,
@@ -113,14 +114,14 @@ class ChatCompletionStream(RunResponse[Choices]):
 async def _merged(choices: Choices) -> AsyncIterator[tuple[int, Event]]:
     """The events of every choice's run up to its end of turn as they come, tagged with the choice's index."""
     if len(choices) == 1:
-        async for event in _until_completed(choices[0]):
+        async for event in until_completed(choices[0]):
             yield 0, event
         return
     queue: asyncio.Queue[tuple[int, Event] | BaseException | None] = asyncio.Queue()
 
     async def pump(index: int, events: AsyncIterator[Event]) -> None:
         try:
-            async for event in _until_completed(events):
+            async for event in until_completed(events):
                 await queue.put((index, event))
             await queue.put(None)
         except Exception as error:  # handed to the reader, which raises it
@@ -141,11 +142,3 @@ async def _merged(choices: Choices) -> AsyncIterator[tuple[int, Event]]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def _until_completed(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
-    """The events up to the end of the turn: what follows it (the CLI's exit) nobody waits for."""
-    async for event in events:
-        yield event
-        if isinstance(event, Completed):
-            return

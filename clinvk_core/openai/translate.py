@@ -218,8 +218,12 @@ def _chosen_name(raw: dict[str, Any]) -> Any:
     return raw.get("name") if "type" not in raw else None
 
 
-def output_format(response_format: dict[str, Any] | None, *, param: str) -> OutputFormat | None:
-    """``text`` (None), ``json_object`` (any object) or ``json_schema`` (that schema)."""
+def output_format(response_format: dict[str, Any] | None, *, param: str, flat: bool = False) -> OutputFormat | None:
+    """``text`` (None), ``json_object`` (any object) or ``json_schema`` (that schema).
+
+    Chat nests a schema's ``name``/``schema``/``strict`` under ``json_schema``; the Responses API's
+    ``text.format`` carries them itself (``flat``).
+    """
     if response_format is None:
         return None
     kind = response_format.get("type")
@@ -228,13 +232,12 @@ def output_format(response_format: dict[str, Any] | None, *, param: str) -> Outp
     if kind == "json_object":
         return OutputFormat({"type": "object"}, "json_object")
     if kind == "json_schema":
-        spec = response_format.get("json_schema")
+        spec_param = param if flat else f"{param}.json_schema"
+        spec = response_format if flat else response_format.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-            raise InvalidRequest(
-                f"'{param}.json_schema' must be an object with a 'name'.", param=f"{param}.json_schema"
-            )
+            raise InvalidRequest(f"'{spec_param}' must be an object with a 'name'.", param=spec_param)
         schema = spec.get("schema", {"type": "object"})
-        check_json_schema(schema, param=f"{param}.json_schema.schema", what="The response format's schema")
+        check_json_schema(schema, param=f"{spec_param}.schema", what="The response format's schema")
         return OutputFormat(schema, spec["name"], spec.get("strict") is True)
     raise InvalidRequest(
         f"Unsupported {param} type {kind!r}: use 'text', 'json_object' or 'json_schema'.", param=f"{param}.type"

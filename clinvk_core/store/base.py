@@ -25,8 +25,12 @@ class StoredResponse:
     input_items: list[dict[str, Any]] = field(default_factory=list)  # this turn's input items (with ids)
 
 
-class TooLarge(Exception):
-    """The record is over the store's size limit: it is not stored."""
+class StoreError(Exception):
+    """The store could not do what was asked (unreachable, throttled, corrupt): nothing was changed."""
+
+
+class TooLarge(StoreError):
+    """The record is over the store's size limit (:data:`clinvk_core.store.codec.MAX_BODY_BYTES`): it is not stored."""
 
 
 class ResponseStore(ABC):
@@ -34,7 +38,7 @@ class ResponseStore(ABC):
 
     @abstractmethod
     def put(self, record: StoredResponse) -> None:
-        """Store a new record (raises :class:`TooLarge` over the size limit)."""
+        """Store a new record (raises :class:`TooLarge` over the size limit, :class:`StoreError` on failure)."""
 
     @abstractmethod
     def get(self, response_id: str, owner: str) -> StoredResponse | None:

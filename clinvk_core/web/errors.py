@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
@@ -16,12 +17,13 @@ from clinvk_core.errors import GatewayError, InvalidRequest, MethodNotAllowed, N
 from clinvk_core.web.run_response import ErrorResponse
 
 log = logging.getLogger("clinvk")
+_SOURCES = frozenset({"body", "query", "path"})  # where FastAPI found the value: not part of its name
 
 
 def from_validation_errors(errors: Sequence[Any]) -> InvalidRequest:
     """The first validation error, said the way a person would: what is wrong, and where."""
     first = errors[0] if errors else {}
-    loc = [part for part in first.get("loc", ()) if part != "body"]
+    loc = [part for part in first.get("loc", ()) if part not in _SOURCES]
     kind = first.get("type", "")
     if kind == "json_invalid":
         return InvalidRequest(
@@ -29,13 +31,18 @@ def from_validation_errors(errors: Sequence[Any]) -> InvalidRequest:
         )
     if not loc:
         return InvalidRequest("The request body must be a JSON object with the API's fields (such as 'model').")
-    param = _param(loc)
+    param = param_path(loc)
     if kind == "missing":
         return InvalidRequest(f"Missing required parameter: '{param}'.", param=param)
     return InvalidRequest(f"Invalid value for '{param}': {first.get('msg', 'invalid')}.", param=param)
 
 
-def _param(loc: Sequence[Any]) -> str:
+def invalid_at(error: ValidationError, *loc: str | int) -> InvalidRequest:
+    """A validation error of a piece of the body that sits at ``loc`` (``"input", 3``), said as for the body."""
+    return from_validation_errors([{**e, "loc": (*loc, *e["loc"])} for e in error.errors(include_url=False)])
+
+
+def param_path(loc: Sequence[Any]) -> str:
     """("messages", 0, "content", "str") -> "messages[0].content" (pydantic's union-branch tags dropped)."""
     out = ""
     for part in loc:

@@ -1,5 +1,6 @@
-"""The chat and Anthropic messages events of events/ through their function's Lambda handler, each in a fresh
-process (a cold start, as ``sam local invoke -e`` does), with the real CLIs answering from the fake upstream."""
+"""The chat, responses and Anthropic messages events of events/ through their function's Lambda handler, each
+in a fresh process (a cold start, as ``sam local invoke -e`` does), with the real CLIs answering from the fake
+upstream."""
 
 from __future__ import annotations
 
@@ -18,20 +19,20 @@ from clinvk_core.testing.fake_upstream import FakeUpstream, Script
 
 pytestmark = pytest.mark.e2e
 
-# Invokes the handler of module argv[2] with the event file argv[1], as Lambda would, and prints the result.
+# Invokes handlers.<argv[2]>.handler with the event file argv[1], as Lambda would, and prints the result.
 INVOKE = """
 import importlib, json, sys
 from clinvk_core.emulator.lambda_events import LambdaContext
-handler = importlib.import_module(sys.argv[2]).handler
+handler = importlib.import_module("handlers." + sys.argv[2]).handler
 event = json.load(open(sys.argv[1], encoding="utf-8"))
-print(json.dumps(handler(event, LambdaContext("StreamingFunction", 120))))
+print(json.dumps(handler(event, LambdaContext("Function", 120))))
 """
-EVENTS = {"rest": "claude", "http": "codex", "url": "gemini"}  # the model each event asks for
+EVENTS = {"rest": "claude", "http": "codex", "url": "gemini"}  # the model each event asks for, in both functions
 PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 
 
-def invoke(event_file: Path, module: str, fake: FakeUpstream, tmp_path: Path) -> dict[str, Any]:
-    """The Lambda result of a cold-started handler for the event."""
+def invoke(module: str, event_file: Path, fake: FakeUpstream, tmp_path: Path) -> dict[str, Any]:
+    """The Lambda handler's result for the event, in a fresh process."""
     (tmp_path / "home").mkdir()
     settings = fake_upstream_settings(fake.url) | {"CLINVK_STATE_DIR": str(tmp_path / "state")}
     env = emulator_env(tmp_path / "home", settings | {"CLINVK_TIMEOUT_SECONDS": "60"})
@@ -55,7 +56,7 @@ def test_a_chat_event_gets_a_real_completion(kind: str, backend: str, fake: Fake
     fake.set_script(Script(text="Hello from the fake upstream."))
     event_file = PROJECT_ROOT / "events" / f"chat-completions-{kind}.json"
     assert json.loads(json.loads(event_file.read_text(encoding="utf-8"))["body"])["model"] == backend
-    result = invoke(event_file, "handlers.chat_completions", fake, tmp_path)
+    result = invoke("chat_completions", event_file, fake, tmp_path)
     if kind == "url":  # the Function URL event asks for a stream
         text = result["body"]
         deltas = [
@@ -74,13 +75,32 @@ def test_a_chat_event_gets_a_real_completion(kind: str, backend: str, fake: Fake
 
 
 @pytest.mark.parametrize(("kind", "backend"), EVENTS.items())
+def test_a_responses_event_gets_a_real_response(kind: str, backend: str, fake: FakeUpstream, tmp_path: Path) -> None:
+    fake.set_script(Script(text="Hello from the fake upstream."))
+    event_file = PROJECT_ROOT / "events" / f"responses-create-{kind}.json"
+    assert json.loads(json.loads(event_file.read_text(encoding="utf-8"))["body"])["model"] == backend
+    result = invoke("responses", event_file, fake, tmp_path)
+    if kind == "url":  # the Function URL event asks for a stream
+        events = [
+            json.loads(line.removeprefix("data: ")) for line in result["body"].splitlines() if line[:6] == "data: "
+        ]
+        assert [events[0]["type"], events[-1]["type"]] == ["response.created", "response.completed"]
+        response = events[-1]["response"]
+    else:
+        response = json.loads(result["body"])
+    assert (response["status"], response["model"]) == ("completed", backend)
+    assert response["output"][-1]["content"][0]["text"].strip() == "Hello from the fake upstream."
+    assert any(request.provider == PROVIDER[backend] for request in fake.requests)  # the real CLI called it
+
+
+@pytest.mark.parametrize(("kind", "backend"), EVENTS.items())
 def test_an_anthropic_messages_event_gets_a_real_message(
     kind: str, backend: str, fake: FakeUpstream, tmp_path: Path
 ) -> None:
     fake.set_script(Script(text="Hello from the fake upstream."))
     event_file = PROJECT_ROOT / "events" / f"anthropic-messages-{kind}.json"
     assert json.loads(json.loads(event_file.read_text(encoding="utf-8"))["body"])["model"] == backend
-    result = invoke(event_file, "handlers.anthropic_messages", fake, tmp_path)
+    result = invoke("anthropic_messages", event_file, fake, tmp_path)
     if kind == "url":  # the Function URL event asks for a stream
         events = [event.split("\n") for event in result["body"].split("\n\n")[:-1]]
         data = [json.loads(lines[1].removeprefix("data: ")) for lines in events]

@@ -34,8 +34,11 @@ def test_readme_commands() -> None:
     assert "clinvk-local --fake-upstream" in (PROJECT_ROOT / "Makefile").read_text(encoding="utf-8")
 
 
-def test_readme_snippet_prints_models_and_an_answer(demo: Emulator, tmp_path: Path) -> None:
-    snippet = next(block for block in re.findall(r"```python\n(.*?)```", README, re.S) if "OpenAI(" in block)
+def test_readme_snippets_print_models_and_answers(demo: Emulator, tmp_path: Path) -> None:
+    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
+    first = next(index for index, block in enumerate(blocks) if "OpenAI(" in block)
+    snippet = blocks[first] + blocks[first + 1]  # the Responses API example goes on with the same client
+    assert "previous_response_id" in blocks[first + 1]
     script = tmp_path / "snippet.py"
     script.write_text(snippet.replace("http://localhost:8080/openai/v1", demo.base_url), encoding="utf-8")
     result = subprocess.run(
@@ -43,7 +46,7 @@ def test_readme_snippet_prints_models_and_an_answer(demo: Emulator, tmp_path: Pa
     )
     lines = result.stdout.splitlines()
     assert lines[:3] == ["claude", "codex", "gemini"]
-    assert lines[3:] == ["pong from fake"]
+    assert lines[3:] == ["pong from fake"] * 3
 
 
 def test_readme_anthropic_snippet_prints_an_answer(demo: Emulator, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from clinvk_core.config import get_settings
 from clinvk_core.gateway import get_gateway
+from clinvk_core.store import get_store
 
 from .conftest import HANDLER_MODULES
 
@@ -21,6 +22,7 @@ def forget_handlers() -> None:
     """Drop what a cold start caches, so the next import reads the environment again."""
     get_settings.cache_clear()
     get_gateway.cache_clear()
+    get_store.cache_clear()
     for name in HANDLER_MODULES:
         sys.modules.pop(name, None)
 

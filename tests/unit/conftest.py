@@ -21,12 +21,14 @@ from fastapi import FastAPI
 from clinvk_core.backends import RunPaths
 from clinvk_core.config import get_settings
 from clinvk_core.gateway import get_gateway
+from clinvk_core.store import get_store
 
 CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
 HANDLER_MODULES = (
     "handlers.models",
     "handlers.health",
     "handlers.chat_completions",
+    "handlers.responses",
     "handlers.anthropic_messages",
     "handlers.anthropic_models",
 )
@@ -129,6 +131,7 @@ class Handlers:
     models: FastAPI
     health: FastAPI
     chat: FastAPI
+    responses: FastAPI
     anthropic: FastAPI  # /anthropic/v1/messages (and count_tokens)
     anthropic_models: FastAPI
     models_handler: Any  # the Mangum Lambda entry points
@@ -146,6 +149,7 @@ HANDLER_SETTINGS = {"CLINVK_TIMEOUT_SECONDS": "1", "CLINVK_KEEPALIVE_SECONDS": "
 def _forget_handlers() -> None:
     get_settings.cache_clear()
     get_gateway.cache_clear()
+    get_store.cache_clear()
     for name in HANDLER_MODULES:
         sys.modules.pop(name, None)
 
@@ -165,12 +169,15 @@ def handlers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handlers]:
         for name, value in HANDLER_SETTINGS.items():
             patch.setenv(name, value)
         _forget_handlers()
-        models, health, chat, anthropic, anthropic_models = (importlib.import_module(name) for name in HANDLER_MODULES)
+        models, health, chat, responses, anthropic, anthropic_models = (
+            importlib.import_module(name) for name in HANDLER_MODULES
+        )
     try:
         yield Handlers(
             models=models.app,
             health=health.app,
             chat=chat.app,
+            responses=responses.app,
             anthropic=anthropic.app,
             anthropic_models=anthropic_models.app,
             models_handler=models.handler,

@@ -34,6 +34,8 @@ PINNED_IMAGE = re.compile(r"^[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}$")
 LWA_IMAGE = "public.ecr.aws/awsguru/aws-lambda-adapter"
 LAMBDA_PATH = ("/var/lang/bin", "/usr/local/bin", "/usr/bin", "/bin", "/opt/bin")  # PATH in a Lambda function
 API_GATEWAY_BUFFERED_LIMIT_SECONDS = 29  # a buffered REST integration times out after 29 s by default
+# The functions that run a CLI.
+CLI_MODULES = ("handlers.chat_completions", "handlers.responses", "handlers.anthropic_messages")
 
 
 # --- reading the files -------------------------------------------------------------------------------
@@ -172,6 +174,14 @@ def test_the_emulator_serves_exactly_the_template_routes(
         Route("POST", "/anthropic/v1/messages/count_tokens"): ("/anthropic/v1/messages/count_tokens", {}, 400),
         Route("GET", "/anthropic/v1/models"): ("/anthropic/v1/models", None, 200),
         Route("GET", "/anthropic/v1/models/{model+}"): ("/anthropic/v1/models/codex/gpt-5.5", None, 200),
+        Route("POST", "/openai/v1/responses"): ("/openai/v1/responses", {"model": "claude"}, 400),
+        Route("GET", "/openai/v1/responses/{response_id}"): ("/openai/v1/responses/resp_unknown", None, 404),
+        Route("DELETE", "/openai/v1/responses/{response_id}"): ("/openai/v1/responses/resp_unknown", None, 404),
+        Route("GET", "/openai/v1/responses/{response_id}/input_items"): (
+            "/openai/v1/responses/resp_unknown/input_items",
+            None,
+            404,
+        ),
     }
     assert set(requests) == template_routes
     with TestClient(emulator, raise_server_exceptions=False) as client:
@@ -264,13 +274,13 @@ def test_functions_are_sized_for_what_they_run(cloudformation: dict[str, Any], t
         props = function["Properties"]
         assert props["PackageType"] == "Image"
         assert props["Architectures"] == ["x86_64"]  # what the Dockerfile builds
-        assert props["Role"] == {"Fn::GetAtt": ["FunctionRole", "Arn"]}
         log_group = cloudformation["Resources"][props["LoggingConfig"]["LogGroup"]["Ref"]]
         assert log_group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionInDays"}
         assert not log_group["Properties"]["LogGroupName"]["Fn::Sub"].lstrip("/").startswith("aws/")  # reserved
-        if "uvicorn" in props["ImageConfig"].get("EntryPoint", []):  # the streaming functions run the CLIs
+        if any(module in json.dumps(props["ImageConfig"]) for module in CLI_MODULES):
             assert props["Timeout"] == 900
             assert defaults["ChatMemorySize"]["Default"] >= 1024  # a CLI peaks at 150-260 MB, plus Python
+            assert props["MemorySize"] == {"Ref": "ChatMemorySize"}
             assert props["EphemeralStorage"]["Size"] == {"Ref": "ChatEphemeralStorage"}
         else:
             assert props["Timeout"] <= API_GATEWAY_BUFFERED_LIMIT_SECONDS, name
@@ -278,21 +288,57 @@ def test_functions_are_sized_for_what_they_run(cloudformation: dict[str, Any], t
             assert props["EphemeralStorage"]["Size"] >= 512
 
 
-def test_the_role_grants_only_logs_and_the_one_secret(cloudformation: dict[str, Any]) -> None:
-    [role] = resources_of_type(cloudformation, "AWS::IAM::Role").values()
-    props = role["Properties"]
-    assert "ManagedPolicyArns" not in props
-    statements = props["AssumeRolePolicyDocument"]["Statement"]
-    assert [s["Principal"] for s in statements] == [{"Service": "lambda.amazonaws.com"}]
-    logs, secret = props["Policies"]
-    [write] = logs["PolicyDocument"]["Statement"]
-    assert write["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
-    assert all(set(resource) == {"Fn::GetAtt"} for resource in write["Resource"])
-    condition, granted, otherwise = secret["Fn::If"]
-    assert (condition, otherwise) == ("HasSecret", {"Ref": "AWS::NoValue"})
-    [read] = granted["PolicyDocument"]["Statement"]
-    assert (read["Action"], read["Resource"]) == ("secretsmanager:GetSecretValue", {"Ref": "SecretArn"})
+def test_each_role_grants_only_its_functions_logs_the_one_secret_and_the_responses_table(
+    cloudformation: dict[str, Any],
+) -> None:
+    roles = resources_of_type(cloudformation, "AWS::IAM::Role")
+    assert set(roles) == {"FunctionRole", "ResponsesRole"}
+    log_groups = {
+        role: {
+            f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+            for f in resources_of_type(cloudformation, "AWS::Lambda::Function").values()
+            if f["Properties"]["Role"] == {"Fn::GetAtt": [role, "Arn"]}
+        }
+        for role in roles
+    }
+    assert log_groups["ResponsesRole"] == {"ResponsesLogGroup"}  # only the responses function may use the table
+    assert len(log_groups["FunctionRole"]) == 5  # models, health, chat completions, the two Anthropic ones
+    for name, role in roles.items():
+        props = role["Properties"]
+        assert "ManagedPolicyArns" not in props
+        statements = props["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Principal"] for s in statements] == [{"Service": "lambda.amazonaws.com"}]
+        logs, *table, secret = props["Policies"]
+        [write] = logs["PolicyDocument"]["Statement"]
+        assert write["Action"] == ["logs:CreateLogStream", "logs:PutLogEvents"]
+        assert {resource["Fn::GetAtt"][0] for resource in write["Resource"]} == log_groups[name]
+        condition, granted, otherwise = secret["Fn::If"]
+        assert (condition, otherwise) == ("HasSecret", {"Ref": "AWS::NoValue"})
+        [read] = granted["PolicyDocument"]["Statement"]
+        assert (read["Action"], read["Resource"]) == ("secretsmanager:GetSecretValue", {"Ref": "SecretArn"})
+        if name == "ResponsesRole":
+            [[items]] = [policy["PolicyDocument"]["Statement"] for policy in table]
+            assert items["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+            assert items["Resource"] == {"Fn::GetAtt": ["ResponsesTable", "Arn"]}
+        else:
+            assert table == []
     assert cloudformation["Conditions"]["HasSecret"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "SecretArn"}, ""]}]}
+
+
+def test_the_responses_function_finds_its_table(cloudformation: dict[str, Any]) -> None:
+    [function] = [
+        f["Properties"]
+        for f in resources_of_type(cloudformation, "AWS::Lambda::Function").values()
+        if "handlers.responses" in json.dumps(f["Properties"]["ImageConfig"])
+    ]
+    variables = function["Environment"]["Variables"]
+    assert variables["CLINVK_RESPONSE_STORE"] == "dynamodb"
+    assert variables["CLINVK_RESPONSE_TABLE"] == {"Ref": "ResponsesTable"}
+    assert variables["CLINVK_RESPONSE_TTL_DAYS"] == {"Ref": "ResponseTtlDays"}
+    table = cloudformation["Resources"]["ResponsesTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert table["Properties"]["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["Properties"]["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
 def test_settings_reach_every_function(cloudformation: dict[str, Any]) -> None:

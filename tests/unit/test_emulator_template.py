@@ -53,6 +53,10 @@ def test_template_declares_the_contract_routes(template_functions: list[Function
         Route("GET", "/openai/v1/models/{model+}"),  # greedy: BACKEND/MODEL ids hold a slash
         Route("GET", "/health"),
         Route("POST", "/openai/v1/chat/completions"),
+        Route("POST", "/openai/v1/responses"),
+        Route("GET", "/openai/v1/responses/{response_id}"),
+        Route("DELETE", "/openai/v1/responses/{response_id}"),
+        Route("GET", "/openai/v1/responses/{response_id}/input_items"),
         Route("POST", "/anthropic/v1/messages"),
         Route("POST", "/anthropic/v1/messages/count_tokens"),
         Route("GET", "/anthropic/v1/models"),
@@ -63,12 +67,13 @@ def test_template_declares_the_contract_routes(template_functions: list[Function
 def test_template_functions(template_functions: list[Function]) -> None:
     models = by_module(template_functions, "handlers.models")
     health = by_module(template_functions, "handlers.health")
-    chat = by_module(template_functions, "handlers.chat_completions")
     assert (models.attribute, models.streaming) == ("handler", False)
     assert (health.attribute, health.streaming) == ("handler", False)
-    assert chat.streaming  # behind the Lambda Web Adapter, response streaming
-    assert chat.attribute == "app"
-    assert chat.timeout > models.timeout  # a CLI turn needs far more than a models listing
+    for module in ("handlers.chat_completions", "handlers.responses"):
+        runs_a_cli = by_module(template_functions, module)
+        assert runs_a_cli.streaming  # behind the Lambda Web Adapter, response streaming
+        assert runs_a_cli.attribute == "app"
+        assert runs_a_cli.timeout > models.timeout  # a CLI turn needs far more than a models listing
     assert all(function.timeout > 0 for function in template_functions)
 
 

@@ -2,12 +2,13 @@
 
 Three event formats per function: API Gateway REST API (v1 proxy), HTTP API (payload v2) and a
 Function URL; Mangum reads all three. Here the CLIs are stand-ins replaying recorded output;
-tests/e2e/test_lambda_events_chat.py sends the chat events through the real CLIs.
+tests/e2e/test_lambda_events_chat.py sends the chat and responses events through the real CLIs.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,6 +20,7 @@ from clinvk_core.config import PROJECT_ROOT
 from clinvk_core.emulator.lambda_events import LambdaContext, proxy_result
 from clinvk_core.emulator.server import _path_pattern
 from clinvk_core.emulator.template import Function, functions, load_template
+from clinvk_core.store import StoredResponse
 
 from .coldstart import cold_start
 from .conftest import FakeClis, make_fake_clis
@@ -81,6 +83,17 @@ def modules(clis: FakeClis, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         yield imported
 
 
+def keep_stored_response(event: dict[str, Any], modules: dict[str, ModuleType]) -> None:
+    """The stored response that a GET or DELETE event names, there (again) before the event comes."""
+    response_id = event["pathParameters"]["response_id"]
+    store = modules["handlers.responses"].store
+    if store.get(response_id, "") is None:  # no API keys: the owner is ""
+        now = int(time.time())
+        response = {"id": response_id, "object": "response", "created_at": now, "status": "completed", "output": []}
+        item = {"id": "msg_0", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
+        store.put(StoredResponse(response_id, "", now, now + 3600, None, response, [item]))
+
+
 def invoke(event: dict[str, Any], function: Function, modules: dict[str, ModuleType]) -> tuple[int, bytes]:
     handler = modules[function.module].handler  # Mangum, whichever way the function is deployed
     status, _, body = proxy_result(handler(event, LambdaContext(function.name, function.timeout)))
@@ -112,9 +125,11 @@ def test_every_event_through_its_handler(
 ) -> None:
     event = load(path)
     function = function_for(event, template_functions)
+    method, request_path = method_and_path(event)
+    if request_path.startswith("/openai/v1/responses/"):
+        keep_stored_response(event, modules)
     status, body = invoke(event, function, modules)
     assert status == 200, body
-    _, request_path = method_and_path(event)
     if request_path.startswith("/anthropic/"):
         check_anthropic(event, request_path, body)
     elif request_path == "/health":
@@ -123,6 +138,27 @@ def test_every_event_through_its_handler(
         assert [model["id"] for model in json.loads(body)["data"]] == ["claude", "codex", "gemini"]
     elif request_path.startswith("/openai/v1/models/"):
         assert json.loads(body)["id"] == request_path.removeprefix("/openai/v1/models/")
+    elif request_path.startswith("/openai/v1/responses/"):
+        answer = json.loads(body)
+        if request_path.endswith("/input_items"):
+            assert (answer["object"], answer["first_id"]) == ("list", "msg_0")
+        else:
+            assert answer["id"] == event["pathParameters"]["response_id"]
+            assert answer.get("deleted") is (True if method == "DELETE" else None)
+    elif request_path == "/openai/v1/responses":
+        request = json.loads(event["body"])
+        if request.get("stream"):
+            text = body.decode()
+            assert text.startswith("event: response.created\n")
+            assert "event: response.completed\n" in text
+        else:
+            response = json.loads(body)
+            assert (response["object"], response["status"], response["model"]) == (
+                "response",
+                "completed",
+                request["model"],
+            )
+            assert response["output"][0]["content"][0]["text"]
     else:
         request = json.loads(event["body"])
         if request.get("stream"):

@@ -53,8 +53,11 @@ def test_bare_backend_name_is_never_passed_as_the_model(backend: BackendName) ->
 
 
 @pytest.mark.parametrize(
-    "name", ["claude/", "codex/", "gemini/ ", "llama-3", "", "Claude", "mistral/large", "gpt4", "/sonnet"]
-)
+    "name",
+    # A NUL or a lone surrogate (valid in JSON escapes) cannot reach a CLI's argv.
+    ["claude/", "codex/", "gemini/ ", "llama-3", "", "Claude", "mistral/large", "gpt4", "/sonnet", "claude/x\x00",
+     "gpt-\ud800"],
+)  # fmt: skip
 def test_unknown_models_are_404_model_not_found(name: str) -> None:
     with pytest.raises(ModelNotFound) as caught:
         resolve(name, default_model)

@@ -1,0 +1,156 @@
+"""Stored responses: continuing a conversation (``previous_response_id``), GET, input_items and DELETE.
+
+A response with ``store`` true (the default) is kept as one record: this turn's input items and the
+response object. ``previous_response_id`` rebuilds the conversation by walking the records back to its
+start, each adding its input items and then its output items. Records belong to the API key that made
+them: another key's id reads as unknown (400 as ``previous_response_id``, 404 on the routes).
+
+The store's calls block (SQLite, DynamoDB over HTTPS): the endpoint runs them in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from clinvk_core.errors import InvalidRequest, NotFound, StoreUnavailable
+from clinvk_core.openai.responses.items import Located, parse
+from clinvk_core.store import ResponseStore, StoredResponse, StoreError, TooLarge
+
+log = logging.getLogger("clinvk")
+MAX_CHAIN = 100  # stored responses one conversation may go back through
+RESPONSE_ID = re.compile(r"resp_[A-Za-z0-9_-]{1,200}")
+
+
+def history(store: ResponseStore, previous_id: str, owner: str) -> list[Located]:
+    """The items of the conversation that ``previous_id`` ends, oldest first (blocking: run it in a thread)."""
+    records: list[StoredResponse] = []
+    next_id: str | None = previous_id
+    while next_id is not None:
+        if len(records) == MAX_CHAIN:
+            raise InvalidRequest(
+                f"The conversation goes back through more than {MAX_CHAIN} stored responses: send its history as "
+                "input instead.",
+                param="previous_response_id",
+            )
+        record = _get(store, next_id, owner) if RESPONSE_ID.fullmatch(next_id) else None
+        if record is None:
+            earlier = "" if next_id == previous_id else f" (an earlier response of its conversation, {next_id!r})"
+            raise InvalidRequest(
+                f"Previous response with id {previous_id[:80]!r} not found{earlier}: it is unknown, expired, deleted "
+                "or stored with another API key.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+        records.append(record)
+        next_id = record.previous_id
+    items: list[Located] = []
+    for record in reversed(records):
+        stored = [*record.input_items, *record.response.get("output", [])]
+        items += [("previous_response_id", item) for _, item in parse(stored, param="previous_response_id")]
+    return items
+
+
+@dataclass(frozen=True)
+class Keeper:
+    """Keeps a finished response (``store`` true), with this turn's input items, for ``ttl_seconds``."""
+
+    store: ResponseStore
+    owner: str
+    previous_id: str | None
+    input_items: list[dict[str, Any]]
+    ttl_seconds: float
+
+    async def keep(self, response: dict[str, Any]) -> dict[str, Any]:
+        """The response as answered: ``store`` false when it could not be kept (too large, store failing)."""
+        created = int(response["created_at"])
+        record = StoredResponse(
+            id=response["id"],
+            owner=self.owner,
+            created_at=created,
+            expires_at=created + int(self.ttl_seconds),
+            previous_id=self.previous_id,
+            response=response,
+            input_items=self.input_items,
+        )
+        try:
+            await asyncio.to_thread(self.store.put, record)
+        except TooLarge as error:
+            log.warning("response %s not stored: %s", response["id"], error)
+            return response | {"store": False}
+        except StoreError as error:
+            log.error("response %s not stored: %s", response["id"], error)
+            return response | {"store": False}
+        return response
+
+
+def retrieve(store: ResponseStore, response_id: str, owner: str, *, stream: bool = False) -> dict[str, Any]:
+    """GET /responses/{id}: the response as it was answered (not replayed as a stream: it has ended)."""
+    if stream:
+        raise InvalidRequest("A stored response is not streamed again: GET it without 'stream'.", param="stream")
+    return _found(store, response_id, owner).response
+
+
+def input_items(
+    store: ResponseStore,
+    response_id: str,
+    owner: str,
+    *,
+    limit: int,
+    order: Literal["asc", "desc"],
+    after: str | None,
+) -> dict[str, Any]:
+    """GET /responses/{id}/input_items: a page of the turn's input items (newest first by default)."""
+    items = _found(store, response_id, owner).input_items
+    if order == "desc":
+        items = items[::-1]
+    if after is not None:
+        ids = [item["id"] for item in items]
+        if after not in ids:
+            raise InvalidRequest(f"'after' names no input item of {response_id!r}.", param="after")
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(items) > limit,
+    }
+
+
+def delete(store: ResponseStore, response_id: str, owner: str) -> dict[str, Any]:
+    """DELETE /responses/{id}."""
+    try:
+        deleted = RESPONSE_ID.fullmatch(response_id) is not None and store.delete(response_id, owner)
+    except StoreError as error:
+        raise _unavailable(error) from None
+    if not deleted:
+        raise _not_found(response_id)
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+def _found(store: ResponseStore, response_id: str, owner: str) -> StoredResponse:
+    record = _get(store, response_id, owner) if RESPONSE_ID.fullmatch(response_id) else None
+    if record is None:
+        raise _not_found(response_id)
+    return record
+
+
+def _get(store: ResponseStore, response_id: str, owner: str) -> StoredResponse | None:
+    try:
+        return store.get(response_id, owner)
+    except StoreError as error:
+        raise _unavailable(error) from None
+
+
+def _not_found(response_id: str) -> NotFound:
+    return NotFound(f"Response with id {response_id[:80]!r} not found.")
+
+
+def _unavailable(error: StoreError) -> StoreUnavailable:
+    log.error("response store: %s", error)
+    return StoreUnavailable("The store of responses is unavailable; retry shortly.")
