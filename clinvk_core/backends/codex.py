@@ -50,7 +50,8 @@ _STATUS = re.compile(r"\bstatus:? (\d{3})\b")
 # tool_search tool), and in chat mode no apply_patch tool either.
 CATALOG = "models.json"
 _CUT = "Incomplete response returned, reason: max_output_tokens"
-_EFFORTS = frozenset({"minimal", "low", "medium", "high", "xhigh"})
+# reasoning_effort values -> codex's model_reasoning_effort (its highest is xhigh).
+_EFFORT = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
 _IMAGE_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 # The npm launcher only execs this native binary; calling it directly saves ~70 ms per request.
 _NATIVE = Path("codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex")
@@ -102,8 +103,8 @@ class Codex(Backend):
             argv += ["-c", f"{server}.url={toml_string(request.tool_server_url)}"]
             # exec cannot ask for approval: without this every call is refused.
             argv += ["-c", f'{server}.default_tools_approval_mode="approve"']
-        if conversation.reasoning_effort in _EFFORTS:
-            argv += ["-c", f"model_reasoning_effort={toml_string(conversation.reasoning_effort or '')}"]
+        if conversation.reasoning_effort in _EFFORT:
+            argv += ["-c", f"model_reasoning_effort={toml_string(_EFFORT[conversation.reasoning_effort])}"]
         files: dict[Path, str | bytes] = {}
         if conversation.output:
             schema_file = paths.scratch / "output-schema.json"
@@ -312,8 +313,8 @@ class CodexSession(WarmSession):
         items: list[dict[str, Any]] = [{"type": "localImage", "path": str(path)} for path in self._images]
         items.append({"type": "text", "text": render_prompt(conversation), "text_elements": []})
         params: dict[str, Any] = {"threadId": self.key, "input": items}
-        if conversation.reasoning_effort in _EFFORTS:
-            params["effort"] = conversation.reasoning_effort
+        if conversation.reasoning_effort in _EFFORT:
+            params["effort"] = _EFFORT[conversation.reasoning_effort]
         if conversation.output:
             params["outputSchema"] = strict_schema(conversation.output.schema)[0]
         return params

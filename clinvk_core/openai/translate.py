@@ -31,7 +31,7 @@ from clinvk_core.openai.schema import ChatCompletionRequest, ChatMessage, Conten
 from clinvk_core.tools import check_choice, check_json_schema, check_tool_set, tool_spec
 
 _SYSTEM_ROLES = frozenset({"system", "developer"})
-REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh"})
+REASONING_EFFORTS = frozenset({"none", "minimal", "low", "medium", "high", "xhigh", "max"})
 
 
 async def to_conversation(body: ChatCompletionRequest, images: ImageLoader) -> Conversation:

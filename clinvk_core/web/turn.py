@@ -22,9 +22,13 @@ from clinvk_core.web.run_response import OpenRun
 MAX_SYSTEM_PROMPT_BYTES = 100_000
 
 
-def open_turn(gateway: Gateway, route: Route, conversation: Conversation, request: Request) -> OpenRun:
-    """What starts the turn when the response is ready to answer; checked now, so errors are plain 4xx."""
-    check_size(conversation, gateway.settings.max_prompt_chars)
+def open_turn(
+    gateway: Gateway, route: Route, conversation: Conversation, request: Request, *, input_param: str = "messages"
+) -> OpenRun:
+    """What starts the turn when the response is ready to answer; checked now, so errors are plain 4xx.
+
+    ``input_param`` names the conversation in the wire format's errors (``messages``, ``input``)."""
+    check_size(conversation, gateway.settings.max_prompt_chars, input_param)
     deadline = request_deadline(request.scope, dict(request.headers), gateway.settings.timeout_seconds)
     record = request_log(request.scope)
 
@@ -46,19 +50,19 @@ def open_turn(gateway: Gateway, route: Route, conversation: Conversation, reques
     return open_run
 
 
-def check_size(conversation: Conversation, max_chars: int) -> None:
+def check_size(conversation: Conversation, max_chars: int, param: str) -> None:
     system = conversation.system or ""
     total = len(render_prompt(conversation)) + len(system)
     if total > max_chars:
         raise InvalidRequest(
             f"The conversation is too long: {total} characters (the limit is {max_chars}).",
-            param="messages",
+            param=param,
             code="context_length_exceeded",
         )
     if len(system.encode("utf-8")) > MAX_SYSTEM_PROMPT_BYTES:
         raise InvalidRequest(
             f"The system prompt is too long (over {MAX_SYSTEM_PROMPT_BYTES} bytes).",
-            param="messages",
+            param=param,
             code="context_length_exceeded",
         )
 

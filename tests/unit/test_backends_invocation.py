@@ -537,6 +537,13 @@ def test_sampling_and_effort_reach_the_cli_where_it_has_a_setting(run_paths: Run
     assert override["modelConfig"]["generateContentConfig"] == {"temperature": 0.3, "topP": 0.9, "maxOutputTokens": 123}
 
 
+def test_the_highest_effort_is_each_clis_highest(run_paths: RunPaths) -> None:
+    request = run_request(reasoning_effort="max", model="m")
+    claude = Claude().invocation(BINARY, request, run_paths, BackendSettings())
+    assert value_after(claude.argv, "--effort") == "max"
+    codex = Codex().invocation(BINARY, request, run_paths, BackendSettings())
+    assert codex_settings(codex.argv)["model_reasoning_effort"] == "xhigh"
+
 def test_gemini_tool_choice_is_its_function_calling_mode(run_paths: RunPaths) -> None:
     request = run_request(tools=(WEATHER,), tool_server_url=TOOL_SERVER_URL, model="m",
                           tool_choice=ToolChoice("function", "get_weather"))  # fmt: skip

@@ -157,6 +157,10 @@ BAD_INPUTS: list[tuple[str, dict[str, Any], int, str | None, str | None]] = [
     ("top_logprobs", {"json": body(top_logprobs=3)}, 400, "top_logprobs", None),
     ("stream not a boolean", {"json": body(stream="yes")}, 400, "stream", None),
     ("store not a boolean", {"json": body(store="no")}, 400, "store", None),
+    ("conversation over the prompt limit", {"json": body(input="x" * 2_000_001)}, 400, "input",
+     "context_length_exceeded"),
+    ("instructions over the argv limit", {"json": body(instructions="s" * 100_001)}, 400, "input",
+     "context_length_exceeded"),
     ("body over the limit", {"content": b'{"model": "claude", "input": "' + b"x" * (6 * 1024 * 1024) + b'"}',
      "headers": JSON}, 413, None, "request_too_large"),
 ]  # fmt: skip

@@ -109,6 +109,15 @@ def test_tools_become_tool_specs_with_the_schema_unchanged() -> None:
     assert result.parallel_tool_calls is True
 
 
+def test_a_tool_carries_only_text_a_cli_can_take() -> None:
+    # JSON may escape a lone surrogate; UTF-8 (and so every CLI's input) cannot hold one.
+    lone = "\ud800"
+    schema = {"type": "object", "properties": {"city" + lone: {"type": "string", "description": lone}}}
+    tool = {"type": "function", "function": {"name": "f", "description": "a" + lone, "parameters": schema}}
+    [spec] = convert(user("q"), tools=[tool]).tools
+    assert spec.description == "a\ufffd"
+    assert spec.parameters["properties"] == {"city\ufffd": {"type": "string", "description": "\ufffd"}}
+
 def test_legacy_functions_are_tools_too() -> None:
     result = convert(user("q"), functions=[TOOL["function"]], function_call={"name": "get_weather"})
     assert result.tools == (ToolSpec("get_weather", "Weather now", WEATHER),)

@@ -59,7 +59,7 @@ async def create_response(
             param="input",
         )
     conversation = await to_conversation(body, located, tools, image_loader(gateway))
-    open_run = open_turn(gateway, route, conversation, request)
+    open_run = open_turn(gateway, route, conversation, request, input_param="input")
     keep = body.store is not False
     meta = ResponseMeta(
         id=new_id("resp"),

@@ -154,8 +154,7 @@ def _function(tool: Any, *loc: str | int) -> tuple[ToolSpec, dict[str, Any]]:
         function = FunctionTool.model_validate(tool)
     except ValidationError as error:
         raise invalid_at(error, *loc) from None
-    description = valid_unicode(function.description) if function.description else None
-    spec = tool_spec(function.name, description, function.parameters, param=param)
+    spec = tool_spec(function.name, function.description, function.parameters, param=param)
     shown = {"type": "function", "name": spec.name, "description": function.description,
              "parameters": spec.parameters, "strict": function.strict}  # fmt: skip
     return spec, shown
