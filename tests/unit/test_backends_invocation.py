@@ -544,6 +544,7 @@ def test_the_highest_effort_is_each_clis_highest(run_paths: RunPaths) -> None:
     codex = Codex().invocation(BINARY, request, run_paths, BackendSettings())
     assert codex_settings(codex.argv)["model_reasoning_effort"] == "xhigh"
 
+
 def test_gemini_tool_choice_is_its_function_calling_mode(run_paths: RunPaths) -> None:
     request = run_request(tools=(WEATHER,), tool_server_url=TOOL_SERVER_URL, model="m",
                           tool_choice=ToolChoice("function", "get_weather"))  # fmt: skip

@@ -118,6 +118,7 @@ def test_a_tool_carries_only_text_a_cli_can_take() -> None:
     assert spec.description == "a\ufffd"
     assert spec.parameters["properties"] == {"city\ufffd": {"type": "string", "description": "\ufffd"}}
 
+
 def test_legacy_functions_are_tools_too() -> None:
     result = convert(user("q"), functions=[TOOL["function"]], function_call={"name": "get_weather"})
     assert result.tools == (ToolSpec("get_weather", "Weather now", WEATHER),)
