@@ -7,6 +7,7 @@ A new wire format or part type plugs in here, without touching the runner.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -123,3 +124,20 @@ def valid_unicode(text: str) -> str:
     """Text any CLI can take: lone surrogates (legal in JSON escapes, not in UTF-8) and NUL (which no argv
     string can hold) become U+FFFD instead of crashing a write."""
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace").replace("\x00", "\ufffd")
+
+
+def valid_unicode_json(value: Any) -> Any:
+    """A JSON value whose every string (keys included) is :func:`valid_unicode`."""
+    if isinstance(value, str):
+        return valid_unicode(value)
+    if isinstance(value, dict):
+        return {valid_unicode(key): valid_unicode_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [valid_unicode_json(item) for item in value]
+    return value
+
+
+def loads_valid_unicode(text: str) -> Any:
+    """``json.loads``, with any lone surrogate its escapes spelled (``\\udXXX``) made :func:`valid_unicode`."""
+    value = json.loads(text)
+    return valid_unicode_json(value) if "\\ud" in text.lower() else value

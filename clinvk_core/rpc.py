@@ -15,6 +15,7 @@ from collections import OrderedDict
 from typing import Any
 
 from clinvk_core.backends.base import Call, RpcDialect
+from clinvk_core.conversation import loads_valid_unicode
 from clinvk_core.runner import CliProcess
 
 MAX_EARLY_SESSIONS = 64  # sessions whose notifications wait for a subscriber (the oldest are dropped)
@@ -105,7 +106,7 @@ class RpcConnection:
         try:
             async for line in self.cli.lines():
                 try:
-                    message = json.loads(line)
+                    message = loads_valid_unicode(line)
                 except ValueError:
                     continue  # a stray line
                 if isinstance(message, dict):

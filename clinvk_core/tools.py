@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from clinvk_core.conversation import ToolChoice, ToolSpec, valid_unicode
+from clinvk_core.conversation import ToolChoice, ToolSpec, valid_unicode, valid_unicode_json
 from clinvk_core.errors import InvalidRequest
 
 TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
@@ -25,24 +25,13 @@ def tool_spec(name: str, description: str | None, parameters: dict[str, Any] | N
         raise InvalidRequest(
             f"Invalid tool name {name[:80]!r}: use 1 to 64 letters, digits, '_' or '-'.", param=f"{param}.name"
         )
-    schema = _valid_json_text(parameters or EMPTY_OBJECT_SCHEMA)  # none, or {}: a function without arguments
+    schema = valid_unicode_json(parameters or EMPTY_OBJECT_SCHEMA)  # none, or {}: a function without arguments
     check_json_schema(schema, param=f"{param}.parameters", what=f"The parameters of tool {name!r}")
     if schema.get("type") != "object":
         raise InvalidRequest(
             f"The parameters of tool {name!r} must be a JSON Schema of type 'object'.", param=f"{param}.parameters"
         )
     return ToolSpec(name, valid_unicode(description or ""), schema)
-
-
-def _valid_json_text(value: Any) -> Any:
-    """A JSON value whose every string (keys included) is valid for a CLI (see :func:`valid_unicode`)."""
-    if isinstance(value, str):
-        return valid_unicode(value)
-    if isinstance(value, dict):
-        return {valid_unicode(key): _valid_json_text(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_valid_json_text(item) for item in value]
-    return value
 
 
 def check_tool_set(tools: Sequence[ToolSpec], *, param: str) -> None:

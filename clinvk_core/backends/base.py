@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from clinvk_core.config import BackendName, ToolMode, Upstream
-from clinvk_core.conversation import Conversation, ToolSpec
+from clinvk_core.conversation import Conversation, ToolSpec, loads_valid_unicode
 from clinvk_core.events import Event, TokenUsage, ToolCallArguments, ToolCallDone, ToolCallStarted
 
 TOOL_SERVER = "clinvk"  # the name the bridge's MCP server has in every CLI's configuration
@@ -238,7 +238,7 @@ def config_dir(env: Mapping[str, str], variable: str, under_home: str) -> Path:
 def json_object(line: str) -> dict[str, Any] | None:
     """The line as a JSON object, or None for anything else (CLIs print stray text lines)."""
     try:
-        value = json.loads(line)
+        value = loads_valid_unicode(line)
     except ValueError:
         return None
     return value if isinstance(value, dict) else None

@@ -500,6 +500,21 @@ def test_codex_stream_with_usage(chat: TestClient, handlers: Handlers, capture: 
     assert handlers.clis.stdin("codex") == "say pong"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_lone_surrogate_from_a_cli_is_a_replacement_character(
+    chat: TestClient, handlers: Handlers, capture: Capture, stream: bool
+) -> None:
+    # JSON may escape a lone surrogate, and UTF-8 cannot carry one to the client.
+    lines = "".join(capture("codex-json.txt")).replace("pong from fake", "pong \\ud800")
+    handlers.clis.script("codex", stdout=lines)
+    response = chat.post(CHAT, json=body(model="codex", stream=stream))
+    assert response.status_code == 200
+    if stream:
+        deltas = [item["choices"] for item in sse_data(sse_events(response))[:-1]]
+        assert "".join(choice[0]["delta"].get("content") or "" for choice in deltas if choice) == "pong \ufffd"
+    else:
+        assert response.json()["choices"][0]["message"]["content"] == "pong \ufffd"
+
 def test_stream_without_include_usage_has_no_usage_chunk(
     chat: TestClient, handlers: Handlers, capture: Capture
 ) -> None:
