@@ -515,6 +515,7 @@ def test_a_lone_surrogate_from_a_cli_is_a_replacement_character(
     else:
         assert response.json()["choices"][0]["message"]["content"] == "pong \ufffd"
 
+
 def test_stream_without_include_usage_has_no_usage_chunk(
     chat: TestClient, handlers: Handlers, capture: Capture
 ) -> None:
