@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
 
-.PHONY: setup demo serve test unit e2e lint bench clean
+.PHONY: setup demo serve test unit e2e e2e-cold lint bench clean
 
 CLIENTS := .venv-clients
 
@@ -45,6 +45,10 @@ unit: setup
 
 e2e: setup
 	$(BIN)/pytest -q tests/e2e
+
+## The e2e suite with every CLI cold (test_warm is the warm pools' own).
+e2e-cold: setup
+	E2E_WARM_BACKENDS= $(BIN)/pytest -q tests/e2e --ignore=tests/e2e/test_warm.py
 
 lint: setup
 	$(BIN)/ruff check .

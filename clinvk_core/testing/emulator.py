@@ -29,9 +29,13 @@ def _die_with_parent() -> None:
 
 
 def emulator_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
-    """The emulator's environment: no CLINVK_* from the outside, an empty HOME, loopback only."""
+    """The emulator's environment: no CLINVK_* from the outside, an empty HOME, loopback only.
+
+    ``E2E_WARM_BACKENDS``, when set, is its ``CLINVK_WARM_BACKENDS`` (``make e2e-cold`` sets it empty)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLINVK_")}
     env |= {"HOME": str(home), "NO_PROXY": "*", "no_proxy": "*"}
+    if "E2E_WARM_BACKENDS" in os.environ:
+        env["CLINVK_WARM_BACKENDS"] = os.environ["E2E_WARM_BACKENDS"]
     return env | extra
 
 
