@@ -126,6 +126,10 @@ def write(overhead: list[Overhead], floor: list[Overhead], warm: list[WarmRow], 
                      f"{with_tool} | {ms(cost.added)} | {_met(ok)} |")  # fmt: skip
     lines += [
         "",
+        "What bounds it: the bridge answers each MCP message in well under a millisecond; the added time is the "
+        "CLI's own, between its MCP handshake and its model request (the breakdown per CLI: "
+        "[tools.md](tools.md#what-it-costs)).",
+        "",
         "## Relay delay",
         "",
         "From a CLI writing a text-delta line to the client receiving that SSE chunk (a stand-in CLI stamps "
