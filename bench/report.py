@@ -110,6 +110,10 @@ def write(overhead: list[Overhead], floor: list[Overhead], warm: list[WarmRow], 
         )
     lines += [
         "",
+        "gemini stays cold (target ≤ 300 ms: **missed**): its warm mode (`--acp`) answers a session in about "
+        "0.1 s but cannot keep the guarantees (no cached or thinking tokens in its usage, one system prompt "
+        "file for every live session, local `/` commands): [decisions.md](decisions.md).",
+        "",
         "## Client tools: what the tool bridge costs",
         "",
         "The same buffered turn through the emulator, answered in text, with no tool and with one declared "
