@@ -1,12 +1,13 @@
 """The Responses API end to end: the OpenAI SDK (strict) -> emulator -> each real CLI -> the fake upstream.
 
 Buffered and streamed answers, exact usage, instructions as the system prompt, a conversation of three
-turns through previous_response_id, a function tool's round trip, a JSON Schema answer; the store's
+turns through previous_response_id, a function tool's round trip, a JSON Schema answer, an image; the store's
 routes, store false, and another API key's ids.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +15,17 @@ from pathlib import Path
 import jsonschema
 import openai
 import pytest
-from openai.types.responses import FunctionToolParam
+from openai.types.responses import (
+    FunctionToolParam,
+    ResponseInputImageParam,
+    ResponseInputMessageContentListParam,
+    ResponseInputParam,
+)
 from openai.types.responses.response_input_param import FunctionCallOutput
 
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.testing.emulator import Emulator, emulator_env
-from clinvk_core.testing.fake_upstream import FakeUpstream, Script, ScriptedCall, Usage
+from clinvk_core.testing.fake_upstream import FakeUpstream, Script, ScriptedCall, Usage, received_images
 
 BACKENDS = ["claude", "codex", "gemini"]
 PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
@@ -30,6 +36,11 @@ WEATHER: FunctionToolParam = {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     "strict": False,
 }
+# A 1x1 PNG, as a client would send a screenshot.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
+PNG_URL = "data:image/png;base64," + base64.b64encode(PNG).decode()
 pytestmark = pytest.mark.e2e
 
 
@@ -109,6 +120,26 @@ def test_a_json_schema_answer(backend: str, client: openai.OpenAI, fake: FakeUps
     jsonschema.validate(answer, schema)
     assert answer == {"city": "Paris", "temperature_c": 22}
     assert any("temperature_c" in body for body in upstream_calls(fake, backend))  # the schema reached the model
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["buffered", "streamed"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_input_image_reaches_the_upstream_byte_for_byte(
+    backend: str, stream: bool, client: openai.OpenAI, fake: FakeUpstream
+) -> None:
+    fake.set_script(Script(text="A red pixel."))
+    image: ResponseInputImageParam = {"type": "input_image", "image_url": PNG_URL, "detail": "auto"}
+    content: ResponseInputMessageContentListParam = [{"type": "input_text", "text": "What is this?"}, image]
+    question: ResponseInputParam = [{"role": "user", "content": content}]
+    if stream:
+        with client.responses.stream(model=backend, input=question) as events:
+            answer = events.get_final_response().output_text
+    else:
+        answer = client.responses.create(model=backend, input=question).output_text
+    assert answer == "A red pixel."
+    helpers = (":generateContent", ":countTokens")  # gemini's own calls, not the model turn
+    [turn] = [r for r in fake.requests if r.provider == PROVIDER[backend] and not r.path.endswith(helpers)]
+    assert received_images(turn) == [("image/png", PNG)]
 
 
 def test_store_false_leaves_nothing_behind(client: openai.OpenAI) -> None:
