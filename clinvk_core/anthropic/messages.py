@@ -18,10 +18,9 @@ from clinvk_core.anthropic.translate import to_conversation
 from clinvk_core.errors import GatewayError, InvalidRequest
 from clinvk_core.events import Event
 from clinvk_core.gateway import Gateway
-from clinvk_core.openai.chat import image_loader
 from clinvk_core.web.access_log import request_log
 from clinvk_core.web.run_response import OpenRun, RunResponse
-from clinvk_core.web.turn import open_turn
+from clinvk_core.web.turn import image_loader, open_turn
 
 
 async def create_message(body: MessagesRequest, request: Request, gateway: Gateway) -> Response:

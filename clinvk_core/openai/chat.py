@@ -16,7 +16,6 @@ from clinvk_core.answer import collect
 from clinvk_core.errors import GatewayError, InvalidRequest
 from clinvk_core.events import Event
 from clinvk_core.gateway import Gateway
-from clinvk_core.images import ImageLoader
 from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.render import ResponseMeta, completion
 from clinvk_core.openai.schema import ChatCompletionRequest
@@ -24,7 +23,7 @@ from clinvk_core.openai.stream import ChatCompletionStream, Choices, OpenChoices
 from clinvk_core.openai.translate import to_conversation
 from clinvk_core.web.access_log import request_log
 from clinvk_core.web.run_response import OpenRun, RunResponse
-from clinvk_core.web.turn import open_turn
+from clinvk_core.web.turn import image_loader, open_turn
 
 MAX_CHOICES = 8  # n: each choice is a CLI run of its own
 
@@ -54,16 +53,6 @@ async def chat_completion(body: ChatCompletionRequest, request: Request, gateway
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return ChatCompletionStream(choices, meta, include_usage, gateway.settings.keepalive_seconds)
     return ChatCompletionJSON(choices, meta)
-
-
-def image_loader(gateway: Gateway) -> ImageLoader:
-    settings = gateway.settings
-    return ImageLoader(
-        max_bytes=settings.max_image_bytes,
-        max_images=settings.max_images,
-        policy=settings.image_urls,
-        timeout=settings.image_fetch_timeout_seconds,
-    )
 
 
 def open_choices(open_run: OpenRun, n: int) -> OpenChoices:

@@ -19,7 +19,6 @@ from clinvk_core.answer import until_completed
 from clinvk_core.errors import GatewayError, InvalidRequest, UpstreamFailed
 from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
-from clinvk_core.openai.chat import image_loader
 from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.responses.items import Located, new_id, parse, printable, stored
 from clinvk_core.openai.responses.render import OutputBuilder, ResponseMeta, finished_response
@@ -31,7 +30,7 @@ from clinvk_core.store import ResponseStore
 from clinvk_core.web.access_log import request_log
 from clinvk_core.web.auth import caller
 from clinvk_core.web.run_response import OpenRun, RunResponse
-from clinvk_core.web.turn import open_turn
+from clinvk_core.web.turn import image_loader, open_turn
 
 SUMMARIES = frozenset({"auto", "concise", "detailed"})
 VERBOSITIES = frozenset({"low", "medium", "high"})
