@@ -16,7 +16,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from clinvk_core.anthropic.errors import error_body, error_response
-from clinvk_core.anthropic.render import PING, MessageMeta, sse, stop_reason, tool_use_id, usage_of
+from clinvk_core.anthropic.render import MessageMeta, stop_reason, tool_use_id, usage_of
 from clinvk_core.anthropic.schema import MessageOut, Usage
 from clinvk_core.anthropic.stops import StopScanner
 from clinvk_core.errors import GatewayError, UpstreamFailed
@@ -29,10 +29,11 @@ from clinvk_core.events import (
     ToolCallDone,
     ToolCallStarted,
 )
-from clinvk_core.web.run_response import SSE_HEADERS, OpenRun, RunResponse, send_body, with_keepalive
+from clinvk_core.web.run_response import SSE_HEADERS, OpenRun, RunResponse, named_sse, send_body, with_keepalive
 
 log = logging.getLogger("clinvk")
 EventData = dict[str, Any]
+PING = named_sse({"type": "ping"})
 _EMPTY: dict[str, EventData] = {  # a text or thinking block as it starts (see ThinkingBlock for the signature)
     "text": {"type": "text", "text": ""},
     "thinking": {"type": "thinking", "thinking": "", "signature": ""},
@@ -49,14 +50,14 @@ class MessageStream(RunResponse[AsyncIterator[Event]]):
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         start = MessageOut(id=self._meta.id, model=self._meta.model, content=[], stop_reason=None,
                            usage=Usage(input_tokens=0, output_tokens=0))  # fmt: skip
-        await send_body(send, sse({"type": "message_start", "message": start.model_dump()}))
+        await send_body(send, named_sse({"type": "message_start", "message": start.model_dump()}))
         try:
             await self._relay(events, send)
         except GatewayError as error:
-            await send_body(send, sse(error_body(error)))
+            await send_body(send, named_sse(error_body(error)))
         except Exception as error:  # a bug must still end the stream cleanly, without a traceback
             log.error("stream failed: %s", type(error).__name__)
-            await send_body(send, sse(error_body(GatewayError("Internal error in the gateway."))))
+            await send_body(send, named_sse(error_body(GatewayError("Internal error in the gateway."))))
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _relay(self, events: AsyncIterator[Event], send: Send) -> None:
@@ -67,7 +68,7 @@ class MessageStream(RunResponse[AsyncIterator[Event]]):
                     await send_body(send, PING)
                     continue
                 for data in blocks.feed(event):
-                    await send_body(send, sse(data))
+                    await send_body(send, named_sse(data))
                 if isinstance(event, Completed):
                     return  # the CLI's own exit and clean-up happen after the client has its answer
         raise UpstreamFailed("The CLI ended without completing the turn.")

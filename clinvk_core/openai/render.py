@@ -120,4 +120,3 @@ def error_event(error: GatewayError) -> bytes:
 
 
 DONE = b"data: [DONE]\n\n"
-KEEPALIVE = b": keep-alive\n\n"

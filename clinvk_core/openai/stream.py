@@ -28,7 +28,6 @@ from clinvk_core.events import (
 from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.render import (
     DONE,
-    KEEPALIVE,
     ResponseMeta,
     call_id,
     chunk,
@@ -36,7 +35,7 @@ from clinvk_core.openai.render import (
     finish_reason,
     usage_chunk,
 )
-from clinvk_core.web.run_response import SSE_HEADERS, RunResponse, send_body, with_keepalive
+from clinvk_core.web.run_response import KEEPALIVE, SSE_HEADERS, RunResponse, send_body, with_keepalive
 
 log = logging.getLogger("clinvk")
 Choices = Sequence[AsyncIterator[Event]]

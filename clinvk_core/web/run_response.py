@@ -12,10 +12,11 @@ in the wire format's own error shape.
 from __future__ import annotations
 
 import asyncio
+import json
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -35,6 +36,7 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: clients ignore it, proxies and load balancers see traffic
 
 
 class RunResponse(Response, ABC, Generic[R]):
@@ -58,6 +60,12 @@ class RunResponse(Response, ABC, Generic[R]):
     @abstractmethod
     async def answer(self, events: R, scope: Scope, receive: Receive, send: Send) -> None:
         """Send the whole response for ``events``."""
+
+
+def named_sse(event: dict[str, Any]) -> bytes:
+    """One SSE event named by its ``type`` (the Responses API's and Anthropic's framing): ``event:``, then ``data:``."""
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
 async def send_body(send: Send, data: bytes) -> None:

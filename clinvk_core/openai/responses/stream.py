@@ -18,17 +18,23 @@ from clinvk_core.errors import GatewayError, UpstreamFailed
 from clinvk_core.events import Completed, Event
 from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.responses.render import (
-    KEEPALIVE,
     OutputBuilder,
     ResponseMeta,
     error_fields,
     failed_response,
     finished_response,
     response_object,
-    sse,
 )
 from clinvk_core.openai.responses.stored import Keeper
-from clinvk_core.web.run_response import SSE_HEADERS, OpenRun, RunResponse, send_body, with_keepalive
+from clinvk_core.web.run_response import (
+    KEEPALIVE,
+    SSE_HEADERS,
+    OpenRun,
+    RunResponse,
+    named_sse,
+    send_body,
+    with_keepalive,
+)
 
 log = logging.getLogger("clinvk")
 
@@ -45,7 +51,7 @@ class ResponseStream(RunResponse[AsyncIterator[Event]]):
         builder = OutputBuilder(self._meta.namespaces)
         started = response_object(self._meta, "in_progress", [])
         for kind in ("response.created", "response.in_progress"):
-            await send_body(send, sse(builder.event(kind, response=started)))
+            await send_body(send, named_sse(builder.event(kind, response=started)))
         try:
             await self._relay(events, builder, send)
         except GatewayError as error:
@@ -64,18 +70,18 @@ class ResponseStream(RunResponse[AsyncIterator[Event]]):
                 completed = event  # the last event: the CLI's own exit and clean-up come after the answer
             else:
                 for out in builder.feed(event):
-                    await send_body(send, sse(out))
+                    await send_body(send, named_sse(out))
         if completed is None:
             raise UpstreamFailed("The CLI ended without completing the turn.")
         for done in builder.finish(completed):
-            await send_body(send, sse(done))
+            await send_body(send, named_sse(done))
         response = finished_response(self._meta, builder.items, completed)
         if self._keeper is not None:
             response = await self._keeper.keep(response)  # stored before the client can refer to it
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
-        await send_body(send, sse(builder.event(kind, response=response)))
+        await send_body(send, named_sse(builder.event(kind, response=response)))
 
     async def _fail(self, builder: OutputBuilder, error: GatewayError, send: Send) -> None:
-        await send_body(send, sse(builder.event("error", **error_fields(error))))
+        await send_body(send, named_sse(builder.event("error", **error_fields(error))))
         failed = failed_response(self._meta, builder.items, error)
-        await send_body(send, sse(builder.event("response.failed", response=failed)))
+        await send_body(send, named_sse(builder.event("response.failed", response=failed)))
