@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from clinvk_core.answer import until_completed
+from clinvk_core.answer import total_usage, until_completed
 from clinvk_core.errors import GatewayError, UpstreamFailed
 from clinvk_core.events import (
     Completed,
@@ -85,8 +85,7 @@ class ChatCompletionStream(RunResponse[Choices]):
         if len(usages) < len(choices):
             raise UpstreamFailed("The CLI ended without completing the turn.")
         if self._include_usage:
-            usage = None if None in usages else sum((u for u in usages if u), TokenUsage(0, 0))
-            await send_body(send, usage_chunk(self._meta, usage))
+            await send_body(send, usage_chunk(self._meta, total_usage(usages)))
         await send_body(send, DONE)
 
     def _delta(self, event: Event, index: int, ids: dict[tuple[int, int], str]) -> dict[str, Any] | None:
