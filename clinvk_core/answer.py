@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
 from clinvk_core.errors import UpstreamFailed
-from clinvk_core.events import Completed, Event, ReasoningDelta, TextDelta, ToolCallDone
+from clinvk_core.events import Completed, Event, ReasoningDelta, TextDelta, TokenUsage, ToolCallDone
 
 
 @dataclass
@@ -40,3 +40,13 @@ async def until_completed(events: AsyncIterator[Event]) -> AsyncIterator[Event]:
         yield event
         if isinstance(event, Completed):
             return
+
+
+def total_usage(usages: Iterable[TokenUsage | None]) -> TokenUsage | None:
+    """What several runs of one request used (``n`` choices, a corrective turn): unknown if any run's is."""
+    total = TokenUsage(0, 0)
+    for usage in usages:
+        if usage is None:
+            return None
+        total += usage
+    return total

@@ -15,9 +15,10 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
 
+from clinvk_core.answer import total_usage
 from clinvk_core.conversation import Conversation, TextPart, Turn
 from clinvk_core.errors import UpstreamFailed
-from clinvk_core.events import Completed, Event, TextDelta, TokenUsage
+from clinvk_core.events import Completed, Event, TextDelta
 
 Rerun = Callable[[Conversation], AbstractAsyncContextManager[AsyncIterator[Event]]]
 
@@ -67,10 +68,8 @@ async def checked_output(
     problem = violation(second.text, schema)
     if problem is not None:
         raise UpstreamFailed(f"The model's answer does not match the requested JSON schema, twice: {problem}")
-    usages = (first.completed.usage, second.completed.usage)
-    usage = None if None in usages else sum((u for u in usages if u), TokenUsage(0, 0))  # both turns ran
     yield TextDelta(second.text)
-    yield replace(second.completed, usage=usage)
+    yield replace(second.completed, usage=total_usage((first.completed.usage, second.completed.usage)))  # both ran
 
 
 class _Turn:

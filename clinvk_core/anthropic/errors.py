@@ -44,8 +44,6 @@ class CountingUnavailable(GatewayError):
 
 
 def error_type(error: GatewayError) -> str:
-    if isinstance(error, CountingUnavailable):
-        return error.type
     return ERROR_TYPES.get(error.status, "api_error" if error.status >= 500 else "invalid_request_error")
 
 

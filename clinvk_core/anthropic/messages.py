@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from fastapi import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
 from clinvk_core.answer import collect
 from clinvk_core.anthropic.errors import CountingUnavailable, error_response
@@ -15,13 +14,12 @@ from clinvk_core.anthropic.render import MessageMeta, message, message_id
 from clinvk_core.anthropic.schema import CountTokensRequest, MessagesRequest, Thinking
 from clinvk_core.anthropic.stream import MessageStream
 from clinvk_core.anthropic.translate import to_conversation
-from clinvk_core.errors import GatewayError, InvalidRequest
+from clinvk_core.errors import InvalidRequest
 from clinvk_core.events import Event
 from clinvk_core.gateway import Gateway
-from clinvk_core.openai.chat import image_loader
 from clinvk_core.web.access_log import request_log
-from clinvk_core.web.run_response import OpenRun, RunResponse
-from clinvk_core.web.turn import open_turn
+from clinvk_core.web.run_response import BufferedResponse, OpenRun
+from clinvk_core.web.turn import image_loader, open_turn
 
 
 async def create_message(body: MessagesRequest, request: Request, gateway: Gateway) -> Response:
@@ -58,16 +56,12 @@ def shows_thinking(thinking: Thinking | None) -> bool:
     return thinking is not None and thinking.type in ("enabled", "adaptive") and thinking.display != "omitted"
 
 
-class MessageJSON(RunResponse[AsyncIterator[Event]]):
+class MessageJSON(BufferedResponse[AsyncIterator[Event]]):
     """The buffered answer: one message once the CLI ends its turn."""
 
     def __init__(self, open_run: OpenRun, meta: MessageMeta) -> None:
         super().__init__(open_run, error_response)
         self._meta = meta
 
-    async def answer(self, events: AsyncIterator[Event], scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            response: Response = JSONResponse(message(self._meta, await collect(events)).model_dump())
-        except GatewayError as error:
-            response = error_response(error)
-        await response(scope, receive, send)
+    async def build(self, events: AsyncIterator[Event]) -> dict[str, Any]:
+        return message(self._meta, await collect(events)).model_dump()

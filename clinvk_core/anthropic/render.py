@@ -1,4 +1,4 @@
-"""Events -> Anthropic objects: the message of a whole answer, usage, stop reasons, SSE events. Pure functions."""
+"""Events -> Anthropic objects: the message of a whole answer, usage, stop reasons. Pure functions."""
 
 from __future__ import annotations
 
@@ -89,12 +89,3 @@ def message(meta: MessageMeta, answer: Answer) -> MessageOut:
         stop_sequence=matched,
         usage=usage_of(answer.completed.usage),
     )
-
-
-def sse(data: dict[str, Any]) -> bytes:
-    """One event, named by its ``type`` as Anthropic names them."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {data['type']}\ndata: {payload}\n\n".encode()
-
-
-PING = sse({"type": "ping"})

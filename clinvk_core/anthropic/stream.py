@@ -8,15 +8,14 @@ CLI is silent; once the headers are out, a failure is one ``error`` event and th
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from clinvk_core.anthropic.errors import error_body, error_response
-from clinvk_core.anthropic.render import PING, MessageMeta, sse, stop_reason, tool_use_id, usage_of
+from clinvk_core.anthropic.render import MessageMeta, stop_reason, tool_use_id, usage_of
 from clinvk_core.anthropic.schema import MessageOut, Usage
 from clinvk_core.anthropic.stops import StopScanner
 from clinvk_core.errors import GatewayError, UpstreamFailed
@@ -29,37 +28,28 @@ from clinvk_core.events import (
     ToolCallDone,
     ToolCallStarted,
 )
-from clinvk_core.web.run_response import SSE_HEADERS, OpenRun, RunResponse, send_body, with_keepalive
+from clinvk_core.web.run_response import OpenRun, StreamedResponse, named_sse, send_body, with_keepalive
 
-log = logging.getLogger("clinvk")
 EventData = dict[str, Any]
+PING = named_sse({"type": "ping"})
 _EMPTY: dict[str, EventData] = {  # a text or thinking block as it starts (see ThinkingBlock for the signature)
     "text": {"type": "text", "text": ""},
     "thinking": {"type": "thinking", "thinking": "", "signature": ""},
 }
 
 
-class MessageStream(RunResponse[AsyncIterator[Event]]):
+class MessageStream(StreamedResponse[AsyncIterator[Event]]):
     def __init__(self, open_run: OpenRun, meta: MessageMeta, keepalive: float) -> None:
         super().__init__(open_run, error_response)
         self._meta = meta
         self._keepalive = keepalive
 
-    async def answer(self, events: AsyncIterator[Event], scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    async def start(self, events: AsyncIterator[Event], send: Send) -> None:
         start = MessageOut(id=self._meta.id, model=self._meta.model, content=[], stop_reason=None,
                            usage=Usage(input_tokens=0, output_tokens=0))  # fmt: skip
-        await send_body(send, sse({"type": "message_start", "message": start.model_dump()}))
-        try:
-            await self._relay(events, send)
-        except GatewayError as error:
-            await send_body(send, sse(error_body(error)))
-        except Exception as error:  # a bug must still end the stream cleanly, without a traceback
-            log.error("stream failed: %s", type(error).__name__)
-            await send_body(send, sse(error_body(GatewayError("Internal error in the gateway."))))
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send_body(send, named_sse({"type": "message_start", "message": start.model_dump()}))
 
-    async def _relay(self, events: AsyncIterator[Event], send: Send) -> None:
+    async def relay(self, events: AsyncIterator[Event], send: Send) -> None:
         blocks = Blocks(self._meta)
         async with aclosing(with_keepalive(events, self._keepalive)) as items:
             async for event in items:
@@ -67,10 +57,13 @@ class MessageStream(RunResponse[AsyncIterator[Event]]):
                     await send_body(send, PING)
                     continue
                 for data in blocks.feed(event):
-                    await send_body(send, sse(data))
+                    await send_body(send, named_sse(data))
                 if isinstance(event, Completed):
                     return  # the CLI's own exit and clean-up happen after the client has its answer
         raise UpstreamFailed("The CLI ended without completing the turn.")
+
+    async def fail(self, error: GatewayError, send: Send) -> None:
+        await send_body(send, named_sse(error_body(error)))
 
 
 class Blocks:

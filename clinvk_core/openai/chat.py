@@ -7,24 +7,23 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
 from clinvk_core.answer import collect
-from clinvk_core.errors import GatewayError, InvalidRequest
+from clinvk_core.errors import InvalidRequest
 from clinvk_core.events import Event
 from clinvk_core.gateway import Gateway
-from clinvk_core.images import ImageLoader
 from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.render import ResponseMeta, completion
 from clinvk_core.openai.schema import ChatCompletionRequest
 from clinvk_core.openai.stream import ChatCompletionStream, Choices, OpenChoices
 from clinvk_core.openai.translate import to_conversation
 from clinvk_core.web.access_log import request_log
-from clinvk_core.web.run_response import OpenRun, RunResponse
-from clinvk_core.web.turn import open_turn
+from clinvk_core.web.run_response import BufferedResponse, OpenRun
+from clinvk_core.web.turn import image_loader, open_turn
 
 MAX_CHOICES = 8  # n: each choice is a CLI run of its own
 
@@ -56,16 +55,6 @@ async def chat_completion(body: ChatCompletionRequest, request: Request, gateway
     return ChatCompletionJSON(choices, meta)
 
 
-def image_loader(gateway: Gateway) -> ImageLoader:
-    settings = gateway.settings
-    return ImageLoader(
-        max_bytes=settings.max_image_bytes,
-        max_images=settings.max_images,
-        policy=settings.image_urls,
-        timeout=settings.image_fetch_timeout_seconds,
-    )
-
-
 def open_choices(open_run: OpenRun, n: int) -> OpenChoices:
     """Opens ``n`` runs of the same turn, one per choice (each counts against the in-flight limit)."""
 
@@ -77,20 +66,16 @@ def open_choices(open_run: OpenRun, n: int) -> OpenChoices:
     return open_all
 
 
-class ChatCompletionJSON(RunResponse[Choices]):
+class ChatCompletionJSON(BufferedResponse[Choices]):
     """The buffered answer: one ``chat.completion`` object once every choice's CLI ends its turn."""
 
     def __init__(self, open_choices: OpenChoices, meta: ResponseMeta) -> None:
         super().__init__(open_choices, error_response)
         self._meta = meta
 
-    async def answer(self, events: Choices, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            answers = await asyncio.gather(*(collect(choice) for choice in events))
-            response: Response = JSONResponse(completion(self._meta, list(answers)).model_dump())
-        except GatewayError as error:
-            response = error_response(error)
-        await response(scope, receive, send)
+    async def build(self, events: Choices) -> dict[str, Any]:
+        answers = await asyncio.gather(*(collect(choice) for choice in events))
+        return completion(self._meta, list(answers)).model_dump()
 
 
 def _reject_unsupported(body: ChatCompletionRequest) -> None:

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from clinvk_core.answer import Answer
+from clinvk_core.answer import Answer, total_usage
 from clinvk_core.errors import GatewayError
 from clinvk_core.events import Completed, TokenUsage
 from clinvk_core.openai.errors import error_body
@@ -73,8 +73,7 @@ def message(meta: ResponseMeta, answer: Answer) -> AssistantMessage:
 
 def completion(meta: ResponseMeta, answers: list[Answer]) -> ChatCompletion:
     """The ``chat.completion`` of one answer per choice (``n`` of them), usage summed."""
-    usages = [answer.completed.usage for answer in answers]
-    usage = None if None in usages else sum((u for u in usages if u), TokenUsage(0, 0))
+    usage = total_usage(answer.completed.usage for answer in answers)
     choices = [
         Choice(index=index, message=message(meta, answer), finish_reason=finish_reason(meta, answer.completed))
         for index, answer in enumerate(answers)
@@ -120,4 +119,3 @@ def error_event(error: GatewayError) -> bytes:
 
 
 DONE = b"data: [DONE]\n\n"
-KEEPALIVE = b": keep-alive\n\n"

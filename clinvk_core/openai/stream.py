@@ -7,14 +7,13 @@ With ``n`` > 1 the choices' runs stream side by side, each chunk naming its choi
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
-from clinvk_core.answer import until_completed
+from clinvk_core.answer import total_usage, until_completed
 from clinvk_core.errors import GatewayError, UpstreamFailed
 from clinvk_core.events import (
     Completed,
@@ -28,7 +27,6 @@ from clinvk_core.events import (
 from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.render import (
     DONE,
-    KEEPALIVE,
     ResponseMeta,
     call_id,
     chunk,
@@ -36,14 +34,13 @@ from clinvk_core.openai.render import (
     finish_reason,
     usage_chunk,
 )
-from clinvk_core.web.run_response import SSE_HEADERS, RunResponse, send_body, with_keepalive
+from clinvk_core.web.run_response import KEEPALIVE, StreamedResponse, send_body, with_keepalive
 
-log = logging.getLogger("clinvk")
 Choices = Sequence[AsyncIterator[Event]]
 OpenChoices = Callable[[], AbstractAsyncContextManager[Choices]]
 
 
-class ChatCompletionStream(RunResponse[Choices]):
+class ChatCompletionStream(StreamedResponse[Choices]):
     def __init__(
         self,
         open_choices: OpenChoices,
@@ -56,20 +53,11 @@ class ChatCompletionStream(RunResponse[Choices]):
         self._include_usage = include_usage
         self._keepalive = keepalive
 
-    async def answer(self, events: Choices, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        for index in range(len(events)):
+    async def start(self, choices: Choices, send: Send) -> None:
+        for index in range(len(choices)):
             await send_body(send, chunk(self._meta, {"role": "assistant", "content": ""}, index=index))
-        try:
-            await self._relay(events, send)
-        except GatewayError as error:
-            await send_body(send, error_event(error))
-        except Exception as error:  # a bug must still end the stream cleanly, without a traceback
-            log.error("stream failed: %s", type(error).__name__)
-            await send_body(send, error_event(GatewayError("Internal error in the gateway.")))
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _relay(self, choices: Choices, send: Send) -> None:
+    async def relay(self, choices: Choices, send: Send) -> None:
         usages: list[TokenUsage | None] = []
         ids: dict[tuple[int, int], str] = {}  # (choice, call index) -> the call's id
         async for item in with_keepalive(_merged(choices), self._keepalive):
@@ -86,9 +74,11 @@ class ChatCompletionStream(RunResponse[Choices]):
         if len(usages) < len(choices):
             raise UpstreamFailed("The CLI ended without completing the turn.")
         if self._include_usage:
-            usage = None if None in usages else sum((u for u in usages if u), TokenUsage(0, 0))
-            await send_body(send, usage_chunk(self._meta, usage))
+            await send_body(send, usage_chunk(self._meta, total_usage(usages)))
         await send_body(send, DONE)
+
+    async def fail(self, error: GatewayError, send: Send) -> None:
+        await send_body(send, error_event(error))
 
     def _delta(self, event: Event, index: int, ids: dict[tuple[int, int], str]) -> dict[str, Any] | None:
         """The chunk delta an event makes, in the request's style (None: nothing to send)."""

@@ -12,18 +12,21 @@ in the wire format's own error shape.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from clinvk_core.errors import GatewayError
 from clinvk_core.events import Event
 from clinvk_core.web.disconnect import cancel_on_disconnect
 
+log = logging.getLogger("clinvk")
 T = TypeVar("T")
 R = TypeVar("R")
 OpenRun = Callable[[], AbstractAsyncContextManager[AsyncIterator[Event]]]
@@ -35,6 +38,7 @@ SSE_HEADERS = [
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+KEEPALIVE = b": keep-alive\n\n"  # an SSE comment: clients ignore it, proxies and load balancers see traffic
 
 
 class RunResponse(Response, ABC, Generic[R]):
@@ -58,6 +62,56 @@ class RunResponse(Response, ABC, Generic[R]):
     @abstractmethod
     async def answer(self, events: R, scope: Scope, receive: Receive, send: Send) -> None:
         """Send the whole response for ``events``."""
+
+
+class BufferedResponse(RunResponse[R]):
+    """The buffered answer: one JSON body once the turn ends, or the error it ended with."""
+
+    async def answer(self, events: R, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            response: Response = JSONResponse(await self.build(events))
+        except GatewayError as error:
+            response = self._error_response(error)
+        await response(scope, receive, send)
+
+    @abstractmethod
+    async def build(self, events: R) -> dict[str, Any]:
+        """The answer's JSON body; raises the gateway error the turn failed with."""
+
+
+class StreamedResponse(RunResponse[R]):
+    """The streamed answer: SSE headers at once; after them, a failure is the wire format's error event(s) and the
+    end of the stream, and so is a bug (without a traceback: it may carry secrets)."""
+
+    async def answer(self, events: R, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await self.start(events, send)
+        try:
+            await self.relay(events, send)
+        except GatewayError as error:
+            await self.fail(error, send)
+        except Exception as error:
+            log.error("stream failed: %s", type(error).__name__)
+            await self.fail(GatewayError("Internal error in the gateway."), send)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    @abstractmethod
+    async def start(self, events: R, send: Send) -> None:
+        """What goes out with the headers, before the CLI answers."""
+
+    @abstractmethod
+    async def relay(self, events: R, send: Send) -> None:
+        """The answer's events as the CLI produces them, to the end of the stream's answer."""
+
+    @abstractmethod
+    async def fail(self, error: GatewayError, send: Send) -> None:
+        """The failure as the wire format streams it."""
+
+
+def named_sse(event: dict[str, Any]) -> bytes:
+    """One SSE event named by its ``type`` (the Responses API's and Anthropic's framing): ``event:``, then ``data:``."""
+    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+    return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
 async def send_body(send: Send, data: bytes) -> None:

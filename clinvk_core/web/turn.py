@@ -1,4 +1,5 @@
-"""One model turn as every wire format starts it: size-checked, deadline set, its events logged."""
+"""One model turn as every wire format starts it: images loaded within limits, size-checked, deadline set, its
+events logged."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from clinvk_core.conversation import Conversation
 from clinvk_core.errors import GatewayError, InvalidRequest
 from clinvk_core.events import Completed, Event, RunStarted, SessionStarted, TextDelta, ToolCallStarted
 from clinvk_core.gateway import Gateway
+from clinvk_core.images import ImageLoader
 from clinvk_core.routing import Route
 from clinvk_core.structured import checked_output
 from clinvk_core.transcript import render_prompt
@@ -48,6 +50,17 @@ def open_turn(
             yield logged
 
     return open_run
+
+
+def image_loader(gateway: Gateway) -> ImageLoader:
+    """The request's images, loaded within the configured limits (one loader per request: it counts them)."""
+    settings = gateway.settings
+    return ImageLoader(
+        max_bytes=settings.max_image_bytes,
+        max_images=settings.max_images,
+        policy=settings.image_urls,
+        timeout=settings.image_fetch_timeout_seconds,
+    )
 
 
 def check_size(conversation: Conversation, max_chars: int, param: str) -> None:

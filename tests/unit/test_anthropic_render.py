@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 
 from clinvk_core.answer import Answer
 from clinvk_core.anthropic.errors import CountingUnavailable, error_body, error_response
-from clinvk_core.anthropic.render import MessageMeta, message, sse
+from clinvk_core.anthropic.render import MessageMeta, message
 from clinvk_core.anthropic.schema import ModelInfo as ModelInfoOut
 from clinvk_core.anthropic.stops import StopScanner, cut
 from clinvk_core.anthropic.stream import Blocks
@@ -48,6 +48,7 @@ from clinvk_core.events import (
     ToolCallDone,
     ToolCallStarted,
 )
+from clinvk_core.web.run_response import named_sse as sse
 
 META = MessageMeta(id="msg_test", model="gemini")
 USAGE = TokenUsage(prompt_tokens=123, completion_tokens=7, cached_tokens=23)

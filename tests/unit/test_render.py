@@ -15,7 +15,6 @@ from clinvk_core.errors import RateLimited, Timeout, UpstreamFailed
 from clinvk_core.events import Completed, TokenUsage, ToolCallDone
 from clinvk_core.openai.render import (
     DONE,
-    KEEPALIVE,
     ResponseMeta,
     chunk,
     completion,
@@ -24,7 +23,7 @@ from clinvk_core.openai.render import (
     usage_chunk,
     usage_of,
 )
-from clinvk_core.web.run_response import with_keepalive
+from clinvk_core.web.run_response import KEEPALIVE, with_keepalive
 
 META = ResponseMeta(id="chatcmpl-0123456789abcdef", created=1_767_225_600, model="claude/sonnet")
 USAGE = TokenUsage(prompt_tokens=21, completion_tokens=5, cached_tokens=11)

@@ -32,8 +32,8 @@ from clinvk_core.openai.responses.render import (
     failed_response,
     finished_response,
     response_object,
-    sse,
 )
+from clinvk_core.web.run_response import named_sse as sse
 
 USAGE = TokenUsage(prompt_tokens=21, completion_tokens=5, cached_tokens=11, reasoning_tokens=2)
 SETTINGS = {

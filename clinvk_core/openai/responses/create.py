@@ -12,14 +12,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.responses import Response
 
 from clinvk_core.answer import until_completed
-from clinvk_core.errors import GatewayError, InvalidRequest, UpstreamFailed
+from clinvk_core.errors import InvalidRequest, UpstreamFailed
 from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
-from clinvk_core.openai.chat import image_loader
 from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.responses.items import Located, new_id, parse, printable, stored
 from clinvk_core.openai.responses.render import OutputBuilder, ResponseMeta, finished_response
@@ -30,8 +28,8 @@ from clinvk_core.openai.responses.translate import Tools, check_supported, offer
 from clinvk_core.store import ResponseStore
 from clinvk_core.web.access_log import request_log
 from clinvk_core.web.auth import caller
-from clinvk_core.web.run_response import OpenRun, RunResponse
-from clinvk_core.web.turn import open_turn
+from clinvk_core.web.run_response import BufferedResponse, OpenRun
+from clinvk_core.web.turn import image_loader, open_turn
 
 SUMMARIES = frozenset({"auto", "concise", "detailed"})
 VERBOSITIES = frozenset({"low", "medium", "high"})
@@ -77,7 +75,7 @@ async def create_response(
     return ResponseJSON(open_run, meta, keeper)
 
 
-class ResponseJSON(RunResponse[AsyncIterator[Event]]):
+class ResponseJSON(BufferedResponse[AsyncIterator[Event]]):
     """The buffered answer: the response object once the CLI ends its turn (and it is stored)."""
 
     def __init__(self, open_run: OpenRun, meta: ResponseMeta, keeper: Keeper | None) -> None:
@@ -85,14 +83,7 @@ class ResponseJSON(RunResponse[AsyncIterator[Event]]):
         self._meta = meta
         self._keeper = keeper
 
-    async def answer(self, events: AsyncIterator[Event], scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            response: Response = JSONResponse(await self._response(events))
-        except GatewayError as error:
-            response = error_response(error)
-        await response(scope, receive, send)
-
-    async def _response(self, events: AsyncIterator[Event]) -> dict[str, Any]:
+    async def build(self, events: AsyncIterator[Event]) -> dict[str, Any]:
         builder = OutputBuilder(self._meta.namespaces)
         completed: Completed | None = None
         async for event in until_completed(events):

@@ -9,7 +9,6 @@ a ``function_call`` item; a new item starts whenever the kind of output changes.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +27,6 @@ from clinvk_core.events import (
 from clinvk_core.openai.responses.items import new_id, printable
 
 JSON = dict[str, Any]
-KEEPALIVE = b": keep-alive\n\n"
 
 
 @dataclass(frozen=True)
@@ -96,12 +94,6 @@ def failed_response(meta: ResponseMeta, output: list[JSON], error: GatewayError)
 def error_fields(error: GatewayError) -> JSON:
     """An ``error`` stream event's fields: the gateway's own code (upstream_error, timeout...)."""
     return {"code": error.code or error.type, "message": error.message, "param": error.param}
-
-
-def sse(event: JSON) -> bytes:
-    """One typed SSE event: its type as the ``event:`` line, the whole event as ``data:``."""
-    data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event['type']}\ndata: {data}\n\n".encode()
 
 
 class OutputBuilder:

@@ -36,7 +36,7 @@ def history(store: ResponseStore, previous_id: str, owner: str) -> list[Located]
                 "input instead.",
                 param="previous_response_id",
             )
-        record = _get(store, next_id, owner) if RESPONSE_ID.fullmatch(next_id) else None
+        record = _get(store, next_id, owner)
         if record is None:
             earlier = "" if next_id == previous_id else f" (an earlier response of its conversation, {next_id!r})"
             raise InvalidRequest(
@@ -134,13 +134,16 @@ def delete(store: ResponseStore, response_id: str, owner: str) -> dict[str, Any]
 
 
 def _found(store: ResponseStore, response_id: str, owner: str) -> StoredResponse:
-    record = _get(store, response_id, owner) if RESPONSE_ID.fullmatch(response_id) else None
+    record = _get(store, response_id, owner)
     if record is None:
         raise _not_found(response_id)
     return record
 
 
 def _get(store: ResponseStore, response_id: str, owner: str) -> StoredResponse | None:
+    """The owner's record, or None; what is not a response id is never looked up."""
+    if not RESPONSE_ID.fullmatch(response_id):
+        return None
     try:
         return store.get(response_id, owner)
     except StoreError as error:

@@ -8,54 +8,40 @@ event and ``response.failed``, and the end of the stream.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Send
 
 from clinvk_core.answer import until_completed
 from clinvk_core.errors import GatewayError, UpstreamFailed
 from clinvk_core.events import Completed, Event
 from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.responses.render import (
-    KEEPALIVE,
     OutputBuilder,
     ResponseMeta,
     error_fields,
     failed_response,
     finished_response,
     response_object,
-    sse,
 )
 from clinvk_core.openai.responses.stored import Keeper
-from clinvk_core.web.run_response import SSE_HEADERS, OpenRun, RunResponse, send_body, with_keepalive
-
-log = logging.getLogger("clinvk")
+from clinvk_core.web.run_response import KEEPALIVE, OpenRun, StreamedResponse, named_sse, send_body, with_keepalive
 
 
-class ResponseStream(RunResponse[AsyncIterator[Event]]):
+class ResponseStream(StreamedResponse[AsyncIterator[Event]]):
     def __init__(self, open_run: OpenRun, meta: ResponseMeta, keeper: Keeper | None, keepalive: float) -> None:
         super().__init__(open_run, error_response)
         self._meta = meta
         self._keeper = keeper
         self._keepalive = keepalive
+        self._builder = OutputBuilder(meta.namespaces)
 
-    async def answer(self, events: AsyncIterator[Event], scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        builder = OutputBuilder(self._meta.namespaces)
+    async def start(self, events: AsyncIterator[Event], send: Send) -> None:
         started = response_object(self._meta, "in_progress", [])
         for kind in ("response.created", "response.in_progress"):
-            await send_body(send, sse(builder.event(kind, response=started)))
-        try:
-            await self._relay(events, builder, send)
-        except GatewayError as error:
-            await self._fail(builder, error, send)
-        except Exception as error:  # a bug must still end the stream cleanly, without a traceback
-            log.error("stream failed: %s", type(error).__name__)
-            await self._fail(builder, GatewayError("Internal error in the gateway."), send)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send_body(send, named_sse(self._builder.event(kind, response=started)))
 
-    async def _relay(self, events: AsyncIterator[Event], builder: OutputBuilder, send: Send) -> None:
+    async def relay(self, events: AsyncIterator[Event], send: Send) -> None:
         completed: Completed | None = None
         async for event in with_keepalive(until_completed(events), self._keepalive):
             if event is None:
@@ -63,19 +49,19 @@ class ResponseStream(RunResponse[AsyncIterator[Event]]):
             elif isinstance(event, Completed):
                 completed = event  # the last event: the CLI's own exit and clean-up come after the answer
             else:
-                for out in builder.feed(event):
-                    await send_body(send, sse(out))
+                for out in self._builder.feed(event):
+                    await send_body(send, named_sse(out))
         if completed is None:
             raise UpstreamFailed("The CLI ended without completing the turn.")
-        for done in builder.finish(completed):
-            await send_body(send, sse(done))
-        response = finished_response(self._meta, builder.items, completed)
+        for done in self._builder.finish(completed):
+            await send_body(send, named_sse(done))
+        response = finished_response(self._meta, self._builder.items, completed)
         if self._keeper is not None:
             response = await self._keeper.keep(response)  # stored before the client can refer to it
         kind = "response.incomplete" if response["status"] == "incomplete" else "response.completed"
-        await send_body(send, sse(builder.event(kind, response=response)))
+        await send_body(send, named_sse(self._builder.event(kind, response=response)))
 
-    async def _fail(self, builder: OutputBuilder, error: GatewayError, send: Send) -> None:
-        await send_body(send, sse(builder.event("error", **error_fields(error))))
-        failed = failed_response(self._meta, builder.items, error)
-        await send_body(send, sse(builder.event("response.failed", response=failed)))
+    async def fail(self, error: GatewayError, send: Send) -> None:
+        await send_body(send, named_sse(self._builder.event("error", **error_fields(error))))
+        failed = failed_response(self._meta, self._builder.items, error)
+        await send_body(send, named_sse(self._builder.event("response.failed", response=failed)))
