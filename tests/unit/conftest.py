@@ -33,6 +33,8 @@ HANDLER_MODULES = (
     "handlers.anthropic_models",
 )
 CLI_NAMES = ("claude", "codex", "gemini")
+# Each CLI's recorded answer of "pong from fake": what ``FakeClis.replay`` has the stand-ins print.
+ANSWERS = {"claude": "claude-stream-json-partial.txt", "codex": "codex-json.txt", "gemini": "gemini-stream-json.txt"}
 
 # Records its pid, argv (NUL-separated), environment, working directory and stdin; then replays
 # NAME.out / NAME.err, sleeps NAME.sleep seconds and exits with NAME.code, all from the control dir.
@@ -83,6 +85,11 @@ class FakeClis:
         (self.control / f"{name}.code").write_text(str(code), encoding="utf-8")
         if sleep:
             (self.control / f"{name}.sleep").write_text(str(sleep), encoding="utf-8")
+
+    def replay(self, *names: str) -> None:
+        """The CLIs named (all of them by default) print their recorded answer (``ANSWERS``) and exit 0."""
+        for name in names or CLI_NAMES:
+            self.script(name, stdout=(CAPTURES / ANSWERS[name]).read_text(encoding="utf-8"))
 
     def reset(self, name: str) -> None:
         for suffix in ("out", "err", "code", "sleep", "argv", "env", "stdin", "cwd", "pid"):
