@@ -16,15 +16,11 @@ from hypothesis import strategies as st
 
 from .conftest import Handlers
 from .test_anthropic_translate import PNG_B64
+from .test_fuzz_chat import json_values
 
 MESSAGES = "/anthropic/v1/messages"
 COUNT = "/anthropic/v1/messages/count_tokens"
 
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
-)
 models = st.sampled_from(["claude", "codex", "gemini", "claude/sonnet", "gpt-5.5", "x", ""]) | json_values
 roles = st.sampled_from(["user", "assistant", "system", "tool"]) | json_values
 ids = st.sampled_from(["toolu_1", "toolu_2"]) | json_values
