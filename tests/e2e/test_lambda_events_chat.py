@@ -28,7 +28,6 @@ event = json.load(open(sys.argv[1], encoding="utf-8"))
 print(json.dumps(handler(event, LambdaContext("Function", 120))))
 """
 EVENTS = {"rest": "claude", "http": "codex", "url": "gemini"}  # the model each event asks for, in both functions
-PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 
 
 def invoke(module: str, event_file: Path, fake: FakeUpstream, tmp_path: Path) -> dict[str, Any]:
@@ -71,7 +70,7 @@ def test_a_chat_event_gets_a_real_completion(kind: str, backend: str, fake: Fake
         assert completion["model"] == backend
         content = completion["choices"][0]["message"]["content"]
     assert content.strip() == "Hello from the fake upstream."
-    assert any(request.provider == PROVIDER[backend] for request in fake.requests)  # the real CLI called it
+    assert fake.requests_of(backend)  # the real CLI called it
 
 
 @pytest.mark.parametrize(("kind", "backend"), EVENTS.items())
@@ -90,7 +89,7 @@ def test_a_responses_event_gets_a_real_response(kind: str, backend: str, fake: F
         response = json.loads(result["body"])
     assert (response["status"], response["model"]) == ("completed", backend)
     assert response["output"][-1]["content"][0]["text"].strip() == "Hello from the fake upstream."
-    assert any(request.provider == PROVIDER[backend] for request in fake.requests)  # the real CLI called it
+    assert fake.requests_of(backend)  # the real CLI called it
 
 
 @pytest.mark.parametrize(("kind", "backend"), EVENTS.items())
@@ -111,4 +110,4 @@ def test_an_anthropic_messages_event_gets_a_real_message(
         assert (message["type"], message["model"], message["stop_reason"]) == ("message", backend, "end_turn")
         text = message["content"][0]["text"]
     assert text.strip() == "Hello from the fake upstream."
-    assert any(request.provider == PROVIDER[backend] for request in fake.requests)  # the real CLI called it
+    assert fake.requests_of(backend)  # the real CLI called it

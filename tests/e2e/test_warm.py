@@ -29,7 +29,6 @@ from tests.e2e.procs import assert_settles, descendants, open_fds, rss_kib, star
 
 pytestmark = pytest.mark.e2e
 WARM = ["claude", "codex"]
-PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 
 
 def warm_dir(emulator: Emulator) -> Path:
@@ -111,7 +110,7 @@ def test_no_conversation_state_crosses_requests(backend: str, emulator: Emulator
         thread.start()
     for thread in threads:
         thread.join(60)
-    requests = [r.text() for r in fake.requests if r.provider == PROVIDER[backend]]
+    requests = [r.text() for r in fake.requests_of(backend)]
     assert len(requests) == 4
     for canary in canaries:
         assert sum(canary in text for text in requests) == 1, canary  # in its own request only
