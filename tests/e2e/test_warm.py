@@ -136,10 +136,11 @@ def test_disconnect_ends_that_turn_within_a_second_and_only_that_turn(
     assert ask(emulator, backend, "and after") == "still here"
 
 
-@pytest.fixture
-def short_deadline(fake: FakeUpstream, tmp_path: Path) -> Iterator[Emulator]:
+@pytest.fixture(scope="module")
+def short_deadline(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """A 4 s deadline; both backends' tests share it (each waits for its pools to be full again first)."""
     settings = fake_upstream_settings(fake.url) | {"CLINVK_TIMEOUT_SECONDS": "4"}
-    running = Emulator(emulator_env(tmp_path / "home", settings))
+    running = Emulator(emulator_env(tmp_path_factory.mktemp("short-deadline") / "home", settings))
     yield running
     running.stop()
 
