@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from clinvk_core.backends import RunPaths
 from clinvk_core.config import get_settings
@@ -195,6 +196,14 @@ def handlers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handlers]:
         )
     finally:
         _forget_handlers()  # later imports read the real environment again
+
+
+def serve(handlers: Handlers, app: FastAPI) -> Iterator[TestClient]:
+    """A test client of one handler app (a fixture's body), the stand-in CLIs' scripts and records forgotten."""
+    for name in CLI_NAMES:
+        handlers.clis.reset(name)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
 
 
 def pid_alive(pid: int) -> bool:

@@ -22,7 +22,7 @@ from clinvk_core.emulator.server import Emulator
 from clinvk_core.emulator.template import functions, load_template
 
 from .coldstart import cold_start
-from .conftest import CLI_NAMES, Handlers
+from .conftest import CLI_NAMES, Handlers, serve
 from .test_anthropic_translate import PNG_B64
 
 Capture = Callable[[str], list[str]]
@@ -34,10 +34,7 @@ JSON = {"content-type": "application/json"}
 
 @pytest.fixture
 def app(handlers: Handlers) -> Iterator[TestClient]:
-    for name in CLI_NAMES:
-        handlers.clis.reset(name)
-    with TestClient(handlers.anthropic, raise_server_exceptions=False) as client:
-        yield client
+    yield from serve(handlers, handlers.anthropic)
 
 
 @pytest.fixture
