@@ -51,6 +51,7 @@ from starlette.routing import Route
 
 __all__ = [
     "HELPER_USAGE",
+    "PROVIDERS",
     "RETRY_AFTER_SECONDS",
     "SHELL_TOOLS",
     "FakeUpstream",
@@ -66,10 +67,19 @@ __all__ = [
     "tool_result",
 ]
 
+PROVIDERS = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
+"""The provider API each CLI speaks to the fake, as :attr:`RecordedRequest.provider` names it."""
+
 RETRY_AFTER_SECONDS = 7
 """Value of the ``Retry-After`` header sent with every scripted 429 (distinctive on purpose)."""
 
 _JSON = dict[str, Any]
+
+
+_GEMINI_HELPER_METHODS = (
+    ":generateContent",
+    ":countTokens",
+)  # gemini asks for its model turns by :streamGenerateContent
 
 
 @dataclass
@@ -902,6 +912,14 @@ class FakeUpstream:
         """A snapshot of the recorded requests, oldest first."""
         with self._lock:
             return list(self._requests)
+
+    def requests_of(self, cli: str) -> list[RecordedRequest]:
+        """The recorded requests ``cli`` sent (to its provider's API), oldest first; gemini's helper calls too."""
+        return [request for request in self.requests if request.provider == PROVIDERS[cli]]
+
+    def model_turns(self, cli: str) -> list[RecordedRequest]:
+        """``cli``'s requests for a model turn itself: gemini's helper calls and token counts left out."""
+        return [request for request in self.requests_of(cli) if not request.path.endswith(_GEMINI_HELPER_METHODS)]
 
     @property
     def hanging(self) -> int:

@@ -12,7 +12,6 @@ from anthropic.types import MessageParam, ToolParam
 from clinvk_core.testing.emulator import Emulator
 from clinvk_core.testing.fake_upstream import (
     FakeUpstream,
-    RecordedRequest,
     Script,
     ScriptedCall,
     Usage,
@@ -21,7 +20,6 @@ from clinvk_core.testing.fake_upstream import (
 )
 
 BACKENDS = ["claude", "codex", "gemini"]
-PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 # A 1x1 PNG, as a client would send a screenshot.
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
@@ -38,12 +36,6 @@ pytestmark = pytest.mark.e2e
 def client(emulator: Emulator) -> anthropic.Anthropic:
     base_url = emulator.base_url.removesuffix("/openai/v1") + "/anthropic"
     return anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0, _strict_response_validation=True)
-
-
-def model_turns(fake: FakeUpstream, backend: str) -> list[RecordedRequest]:
-    """The backend's requests for the model turn itself (not gemini's helper calls and token counts)."""
-    helpers = (":generateContent", ":countTokens")
-    return [r for r in fake.requests if r.provider == PROVIDER[backend] and not r.path.endswith(helpers)]
 
 
 def ask(text: str) -> list[MessageParam]:
@@ -68,7 +60,7 @@ def test_create_and_stream_with_the_system_prompt_and_exact_usage(
     usage = created.usage
     assert (usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens) == (100, 23, 0)
     assert usage.output_tokens == 7
-    (request,) = model_turns(fake, backend)
+    (request,) = fake.model_turns(backend)
     assert "SYSTEM-MARKER-1" in request.text()
 
     with client.messages.stream(model=backend, max_tokens=256, system="SYSTEM-MARKER-1", messages=ask("Q?")) as s:
@@ -98,7 +90,7 @@ def test_a_tool_loop(backend: str, client: anthropic.Anthropic, fake: FakeUpstre
     answered = client.messages.create(model=backend, max_tokens=256, tools=[WEATHER], messages=messages)
     assert answered.stop_reason == "end_turn"
     assert getattr(answered.content[0], "text", None) == "It is sunny in Paris."
-    first, second = model_turns(fake, backend)
+    first, second = fake.model_turns(backend)
     assert "get_weather" in first.text()  # offered to the model as a tool of the CLI's own
     assert "RESULT-22C-SUNNY" not in first.text()
     assert "RESULT-22C-SUNNY" in second.text()  # the fake saw the result
@@ -112,7 +104,7 @@ def test_an_image_block_reaches_the_upstream_byte_for_byte(
     content: Any = [{"type": "image", "source": source}, {"type": "text", "text": "What is in this image?"}]
     created = client.messages.create(model=backend, max_tokens=64, messages=[{"role": "user", "content": content}])
     assert created.stop_reason == "end_turn"
-    assert received_images(model_turns(fake, backend)[0]) == [("image/png", PNG)]
+    assert received_images(fake.model_turns(backend)[0]) == [("image/png", PNG)]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -134,7 +126,7 @@ def test_settings_thinking_and_a_cut_answer(backend: str, client: anthropic.Anth
         "codex": {"max_tokens": None, "temperature": None, "top_p": None, "effort": "high"},
         "gemini": {"max_tokens": 321, "temperature": 0.25, "top_p": 0.5, "effort": None},
     }
-    assert generation_settings(model_turns(fake, backend)[0]) == expected[backend]
+    assert generation_settings(fake.model_turns(backend)[0]) == expected[backend]
 
 
 def test_a_failure_after_the_headers_raises_in_the_sdk(client: anthropic.Anthropic, fake: FakeUpstream) -> None:

@@ -14,13 +14,7 @@ from clinvk_core.testing.emulator import Emulator
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script, Usage
 
 BACKENDS = ["claude", "codex", "gemini"]
-PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 pytestmark = pytest.mark.e2e
-
-
-def upstream_calls(fake: FakeUpstream, backend: str) -> list[str]:
-    """The bodies the backend's CLI sent to the fake, as JSON text."""
-    return [r.text() for r in fake.requests if r.provider == PROVIDER[backend]]
 
 
 def test_models_lists_the_three_backends(client: openai.OpenAI) -> None:
@@ -98,7 +92,7 @@ def test_system_prompt_and_earlier_turns_reach_the_upstream(
             {"role": "user", "content": [{"type": "text", "text": "LATEST-USER-5"}]},
         ],
     )
-    (body,) = upstream_calls(fake, backend)
+    (body,) = [r.text() for r in fake.requests_of(backend)]
     for marker in [
         "SYSTEM-MARKER-1",
         "DEVELOPER-MARKER-2",
@@ -124,7 +118,7 @@ def test_model_names_reach_the_cli(
 ) -> None:
     response = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
     assert response.model == model
-    (request,) = [r for r in fake.requests if r.provider == PROVIDER[backend]]
+    (request,) = fake.requests_of(backend)
     sent = request.body.get("model") if isinstance(request.body, dict) else None
     assert upstream_model in (sent or request.path)
 

@@ -27,7 +27,6 @@ from clinvk_core.testing.emulator import Emulator
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script, ScriptedCall
 
 CLAUDE = PROJECT_ROOT / "node_modules" / ".bin" / "claude"
-PROVIDER = {"codex": "openai", "gemini": "gemini"}
 COMMAND = "echo CLINVK-$((6*7))"  # its output, CLINVK-42, is nowhere in the request: only running it makes it
 pytestmark = pytest.mark.e2e
 
@@ -116,7 +115,7 @@ def test_claude_code_runs_its_own_tool_for_a_backend_model(
     assert (final["type"], final["subtype"], final["is_error"]) == ("result", "success", False)
     assert final["result"] == "Done: the marker was printed."
 
-    calls = [r for r in fake.requests if r.provider == PROVIDER[backend] and "responseJsonSchema" not in r.text()]
+    calls = [r for r in fake.requests_of(backend) if "responseJsonSchema" not in r.text()]
     first, second = calls  # the model's turn that called the tool, and the one after its result
     assert "Claude" in first.text()  # Claude Code's system prompt reached the backend's model
     assert "Bash" in json.dumps(first.body.get("tools"))  # and its tools, as tools of the backend's CLI

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from clinvk_core.testing.fake_upstream import FakeUpstream, RecordedRequest, Script, Usage
+from clinvk_core.testing.fake_upstream import PROVIDERS, FakeUpstream, RecordedRequest, Script, Usage
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,6 @@ GEMINI = ROOT / "node_modules" / ".bin" / "gemini"
 CODEX = ROOT / "node_modules" / "@openai" / "codex-linux-x64" / "vendor" / "x86_64-unknown-linux-musl" / "bin" / "codex"
 BINARIES = {"claude": CLAUDE, "codex": CODEX, "gemini": GEMINI}
 CLIS = ["claude", "codex", "gemini"]
-PROVIDERS = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 
 GEMINI_SETTINGS: dict[str, Any] = {
     "security": {"auth": {"selectedType": "gemini-api-key"}},

@@ -27,7 +27,6 @@ from clinvk_core.testing.fake_upstream import (
 
 pytestmark = pytest.mark.e2e
 BACKENDS = ["claude", "codex", "gemini"]
-PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 
 
 def png(width: int, height: int) -> bytes:
@@ -50,12 +49,6 @@ def look_at(url: str) -> list[Any]:
     return [{"role": "user", "content": [{"type": "text", "text": "What is in this picture?"}, image]}]
 
 
-def model_turns(fake: FakeUpstream, backend: str) -> list[RecordedRequest]:
-    """The backend's requests for the model turn itself (not gemini's helper calls and token counts)."""
-    helpers = (":generateContent", ":countTokens")
-    return [r for r in fake.requests if r.provider == PROVIDER[backend] and not r.path.endswith(helpers)]
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["buffered", "streamed"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_data_url_image_reaches_the_upstream_byte_for_byte(
@@ -69,7 +62,7 @@ def test_a_data_url_image_reaches_the_upstream_byte_for_byte(
         response = client.chat.completions.create(model=backend, messages=look_at(DATA_URL))
         answer = response.choices[0].message.content or ""
     assert answer == "A red rectangle."
-    [turn] = model_turns(fake, backend)
+    [turn] = fake.model_turns(backend)
     assert received_images(turn) == [("image/png", PNG)]
 
 
@@ -116,7 +109,7 @@ def test_image_urls_are_fetched_when_enabled(fetching: openai.OpenAI, fake: Fake
     fake.set_script(Script(text="Red."))
     response = fetching.chat.completions.create(model="claude", messages=look_at(f"{image_server}/red.png"))
     assert response.choices[0].message.content == "Red."
-    assert received_images(model_turns(fake, "claude")[0]) == [("image/png", PNG)]
+    assert received_images(fake.model_turns("claude")[0]) == [("image/png", PNG)]
     with pytest.raises(openai.BadRequestError, match="not an image"):
         fetching.chat.completions.create(model="claude", messages=look_at(f"{image_server}/note.txt"))
 
@@ -170,7 +163,7 @@ def test_json_schema_answers_validate(backend: str, stream: bool, client: openai
     value = json.loads(content)
     jsonschema.validate(value, FORECAST)
     assert value == ANSWER
-    assert schema_sent(model_turns(fake, backend)[0]) == FORECAST  # each CLI sends the schema upstream
+    assert schema_sent(fake.model_turns(backend)[0]) == FORECAST  # each CLI sends the schema upstream
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -188,7 +181,7 @@ def test_an_invalid_json_answer_is_corrected_once_then_a_502(client: openai.Open
                                        response_format=JSON_SCHEMA_FORMAT)  # fmt: skip
     assert failed.value.status_code == 502
     assert "does not match the requested JSON schema" in str(failed.value)
-    turns = model_turns(fake, "gemini")
+    turns = fake.model_turns("gemini")
     assert len(turns) == 2  # the answer, then one corrective turn
     assert "does not match the required JSON schema" in turns[1].text()
 
@@ -209,7 +202,7 @@ def test_settings_reach_the_upstream_where_the_cli_has_them(
     fake.set_script(Script(text="ok"))
     client.chat.completions.create(model=backend, messages=[{"role": "user", "content": "q"}], max_tokens=321,
                                    temperature=0.25, top_p=0.5, reasoning_effort="high")  # fmt: skip
-    sent = generation_settings(model_turns(fake, backend)[0])
+    sent = generation_settings(fake.model_turns(backend)[0])
     expected = {
         "claude": {"max_tokens": 321, "temperature": None, "top_p": None, "effort": "high"},
         "codex": {"max_tokens": None, "temperature": None, "top_p": None, "effort": "high"},
@@ -223,7 +216,7 @@ def test_a_cut_answer_finishes_with_length(backend: str, client: openai.OpenAI, 
     fake.set_script(Script(text="cut short", finish="length"))
     response = client.chat.completions.create(model=backend, messages=[{"role": "user", "content": "q"}], max_tokens=5)
     assert (response.choices[0].finish_reason, response.choices[0].message.content) == ("length", "cut short")
-    assert len(model_turns(fake, backend)) == 1  # claude does not ask the model to go on
+    assert len(fake.model_turns(backend)) == 1  # claude does not ask the model to go on
 
 
 @pytest.mark.parametrize("backend", ["claude", "codex"])
@@ -246,7 +239,7 @@ def test_n_choices_are_n_runs(client: openai.OpenAI, fake: FakeUpstream) -> None
     fake.set_script(Script(text="pong"))
     response = client.chat.completions.create(model="codex", messages=[{"role": "user", "content": "ping"}], n=2)
     assert [(c.index, c.message.content) for c in response.choices] == [(0, "pong"), (1, "pong")]
-    assert len(model_turns(fake, "codex")) == 2
+    assert len(fake.model_turns("codex")) == 2
     assert response.usage is not None
     assert response.usage.prompt_tokens == 20  # both runs counted
 

@@ -29,6 +29,7 @@ from clinvk_core.emulator.template import functions, load_template
 from clinvk_core.testing.emulator import emulator_env, free_port
 from clinvk_core.testing.fake_upstream import FakeUpstream, Script
 from clinvk_core.web import LAMBDA_CONTEXT_HEADER
+from tests.e2e.procs import run_dirs, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -170,8 +171,6 @@ def test_every_cli_answers_with_only_tmp_writable(backend: str, server: LambdaLi
 
     state = server.writable / "clinvk"
     assert (state / backend).is_dir()  # the backend's state went where Lambda lets it
-    runs = state / "runs"  # absent when every turn was served by a CLI started ahead (state/warm)
-    deadline = time.monotonic() + 5  # the run's clean-up may finish just after the answer
-    while runs.exists() and list(runs.iterdir()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not (runs.exists() and list(runs.iterdir()))  # per-request workspaces removed
+    # Per-request workspaces removed (state/runs is absent when CLIs started ahead served every turn); the
+    # run's clean-up may finish just after the answer.
+    assert wait_until(lambda: not run_dirs(server.writable, state), 5), run_dirs(server.writable, state)

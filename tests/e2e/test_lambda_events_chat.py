@@ -27,12 +27,16 @@ handler = importlib.import_module("handlers." + sys.argv[2]).handler
 event = json.load(open(sys.argv[1], encoding="utf-8"))
 print(json.dumps(handler(event, LambdaContext("Function", 120))))
 """
+ANSWER = "Hello from the fake upstream."
 EVENTS = {"rest": "claude", "http": "codex", "url": "gemini"}  # the model each event asks for, in both functions
-PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 
 
-def invoke(module: str, event_file: Path, fake: FakeUpstream, tmp_path: Path) -> dict[str, Any]:
-    """The Lambda handler's result for the event, in a fresh process."""
+def invoke(module: str, event: str, kind: str, backend: str, fake: FakeUpstream, tmp_path: Path) -> dict[str, Any]:
+    """The Lambda handler's result for ``events/<event>-<kind>.json`` (which asks for ``backend``), in a fresh
+    process, the fake answering ``ANSWER``."""
+    fake.set_script(Script(text=ANSWER))
+    event_file = PROJECT_ROOT / "events" / f"{event}-{kind}.json"
+    assert json.loads(json.loads(event_file.read_text(encoding="utf-8"))["body"])["model"] == backend
     (tmp_path / "home").mkdir()
     settings = fake_upstream_settings(fake.url) | {"CLINVK_STATE_DIR": str(tmp_path / "state")}
     env = emulator_env(tmp_path / "home", settings | {"CLINVK_TIMEOUT_SECONDS": "60"})
@@ -53,10 +57,7 @@ def invoke(module: str, event_file: Path, fake: FakeUpstream, tmp_path: Path) ->
 
 @pytest.mark.parametrize(("kind", "backend"), EVENTS.items())
 def test_a_chat_event_gets_a_real_completion(kind: str, backend: str, fake: FakeUpstream, tmp_path: Path) -> None:
-    fake.set_script(Script(text="Hello from the fake upstream."))
-    event_file = PROJECT_ROOT / "events" / f"chat-completions-{kind}.json"
-    assert json.loads(json.loads(event_file.read_text(encoding="utf-8"))["body"])["model"] == backend
-    result = invoke("chat_completions", event_file, fake, tmp_path)
+    result = invoke("chat_completions", "chat-completions", kind, backend, fake, tmp_path)
     if kind == "url":  # the Function URL event asks for a stream
         text = result["body"]
         deltas = [
@@ -70,16 +71,13 @@ def test_a_chat_event_gets_a_real_completion(kind: str, backend: str, fake: Fake
         completion = json.loads(result["body"])
         assert completion["model"] == backend
         content = completion["choices"][0]["message"]["content"]
-    assert content.strip() == "Hello from the fake upstream."
-    assert any(request.provider == PROVIDER[backend] for request in fake.requests)  # the real CLI called it
+    assert content.strip() == ANSWER
+    assert fake.requests_of(backend)  # the real CLI called it
 
 
 @pytest.mark.parametrize(("kind", "backend"), EVENTS.items())
 def test_a_responses_event_gets_a_real_response(kind: str, backend: str, fake: FakeUpstream, tmp_path: Path) -> None:
-    fake.set_script(Script(text="Hello from the fake upstream."))
-    event_file = PROJECT_ROOT / "events" / f"responses-create-{kind}.json"
-    assert json.loads(json.loads(event_file.read_text(encoding="utf-8"))["body"])["model"] == backend
-    result = invoke("responses", event_file, fake, tmp_path)
+    result = invoke("responses", "responses-create", kind, backend, fake, tmp_path)
     if kind == "url":  # the Function URL event asks for a stream
         events = [
             json.loads(line.removeprefix("data: ")) for line in result["body"].splitlines() if line[:6] == "data: "
@@ -89,18 +87,15 @@ def test_a_responses_event_gets_a_real_response(kind: str, backend: str, fake: F
     else:
         response = json.loads(result["body"])
     assert (response["status"], response["model"]) == ("completed", backend)
-    assert response["output"][-1]["content"][0]["text"].strip() == "Hello from the fake upstream."
-    assert any(request.provider == PROVIDER[backend] for request in fake.requests)  # the real CLI called it
+    assert response["output"][-1]["content"][0]["text"].strip() == ANSWER
+    assert fake.requests_of(backend)  # the real CLI called it
 
 
 @pytest.mark.parametrize(("kind", "backend"), EVENTS.items())
 def test_an_anthropic_messages_event_gets_a_real_message(
     kind: str, backend: str, fake: FakeUpstream, tmp_path: Path
 ) -> None:
-    fake.set_script(Script(text="Hello from the fake upstream."))
-    event_file = PROJECT_ROOT / "events" / f"anthropic-messages-{kind}.json"
-    assert json.loads(json.loads(event_file.read_text(encoding="utf-8"))["body"])["model"] == backend
-    result = invoke("anthropic_messages", event_file, fake, tmp_path)
+    result = invoke("anthropic_messages", "anthropic-messages", kind, backend, fake, tmp_path)
     if kind == "url":  # the Function URL event asks for a stream
         events = [event.split("\n") for event in result["body"].split("\n\n")[:-1]]
         data = [json.loads(lines[1].removeprefix("data: ")) for lines in events]
@@ -110,5 +105,5 @@ def test_an_anthropic_messages_event_gets_a_real_message(
         message = json.loads(result["body"])
         assert (message["type"], message["model"], message["stop_reason"]) == ("message", backend, "end_turn")
         text = message["content"][0]["text"]
-    assert text.strip() == "Hello from the fake upstream."
-    assert any(request.provider == PROVIDER[backend] for request in fake.requests)  # the real CLI called it
+    assert text.strip() == ANSWER
+    assert fake.requests_of(backend)  # the real CLI called it

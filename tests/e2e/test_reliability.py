@@ -230,7 +230,10 @@ def broken(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iter
     (bin_dir / "claude").write_text(CRASHING_CLI, encoding="utf-8")
     (bin_dir / "claude").chmod(0o755)
     settings = fake_upstream_settings(fake.url) | {"CLINVK_BIN_DIR": str(bin_dir), "CLINVK_BACKENDS": "claude,codex"}
-    gateway = Gateway(tmp_path_factory.mktemp("broken-home"), settings)
+    # claude's warm pools never fill (its CLIs started ahead crash at once): each streaming app's start-up would
+    # wait its whole CLINVK_WARM_START_SECONDS (8 s, one app after the other) for them. A second is ample.
+    gateway = Gateway(tmp_path_factory.mktemp("broken-home"), settings | {"CLINVK_WARM_START_SECONDS": "1"})
+    assert wait_until(lambda: not descendants(gateway.pid), 5), descendants(gateway.pid)  # they have crashed
     yield gateway
     gateway.emulator.stop()
 

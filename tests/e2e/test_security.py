@@ -27,14 +27,13 @@ import pytest
 
 from clinvk_core.emulator.cli import fake_upstream_settings
 from clinvk_core.testing.emulator import Emulator, emulator_env
-from clinvk_core.testing.fake_upstream import FakeUpstream, RecordedRequest, Script, tool_result
+from clinvk_core.testing.fake_upstream import PROVIDERS, FakeUpstream, RecordedRequest, Script, tool_result
 from clinvk_core.warm import STARTED_AHEAD
 from tests.e2e.procs import assert_settles, command_line, started_ahead, wait_until
 
 pytestmark = pytest.mark.e2e
 
 BACKENDS = ["claude", "codex", "gemini"]
-PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 # codex offers its tools only for a model of its catalog: this one gets the real tool list.
 MODEL = {"claude": "claude", "codex": "codex/gpt-5.5", "gemini": "gemini"}
 
@@ -130,14 +129,6 @@ def agent_gateway(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) 
     gateway.stop()
 
 
-def model_turns(fake: FakeUpstream, backend: str) -> list[RecordedRequest]:
-    """The backend's model calls, in order (gemini's helper calls go to :generateContent, not these)."""
-    requests = [r for r in fake.requests if r.provider == PROVIDER[backend]]
-    if backend == "gemini":
-        requests = [r for r in requests if r.path.endswith(":streamGenerateContent")]
-    return requests
-
-
 def offered_tools(backend: str, request: RecordedRequest) -> list[str]:
     body = request.body if isinstance(request.body, dict) else {}
     tools: list[dict[str, Any]] = body.get("tools") or []
@@ -161,7 +152,7 @@ def leaked(text: str) -> list[str]:
 
 def foreign_keys(fake: FakeUpstream, backend: str) -> list[str]:
     """Other backends' upstream keys found in the requests this backend's CLI sent."""
-    sent = upstream_traffic([r for r in fake.requests if r.provider == PROVIDER[backend]])
+    sent = upstream_traffic(fake.requests_of(backend))
     return [key for other, key in UPSTREAM_KEYS.items() if other != backend and key in sent]
 
 
@@ -180,7 +171,7 @@ def test_chat_mode_offers_no_tool_and_runs_none(backend: str, chat_gateway: Gate
     response = chat_gateway.chat(backend)
     answer = answer_of(response)
 
-    first, *later = model_turns(fake, backend)
+    first, *later = fake.model_turns(backend)
     offered = offered_tools(backend, first)
     if backend == "codex":
         # apply_patch comes with the model catalog and cannot be switched off; the read-only sandbox
@@ -192,7 +183,7 @@ def test_chat_mode_offers_no_tool_and_runs_none(backend: str, chat_gateway: Gate
         assert first.body["tools"] == []  # `--tools ""`: not even a declaration
     # The fake asked for the shell tool anyway: the CLI refused and sent the refusal back.
     assert later, "the CLI never answered the tool call"
-    refusal = tool_result(PROVIDER[backend], later[-1].body)
+    refusal = tool_result(PROVIDERS[backend], later[-1].body)
     assert refusal
     assert answer == f"done.\n{refusal}".strip()
     assert RAN not in upstream_traffic(fake.requests)
@@ -213,7 +204,7 @@ def test_agent_mode_runs_the_tool_yet_no_secret_leaks(backend: str, agent_gatewa
     response = agent_gateway.chat(backend)
     answer = answer_of(response)
 
-    output = tool_result(PROVIDER[backend], model_turns(fake, backend)[-1].body)
+    output = tool_result(PROVIDERS[backend], fake.model_turns(backend)[-1].body)
     assert output is not None
     assert RAN in output  # the command ran...
     assert "PATH=" in output  # ...`env` printed the CLI's environment...

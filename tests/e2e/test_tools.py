@@ -19,7 +19,6 @@ from tests.e2e.procs import assert_settles
 
 pytestmark = pytest.mark.e2e
 BACKENDS = ["claude", "codex", "gemini"]
-PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 WEATHER_SCHEMA = {
     "type": "object",
     "properties": {
@@ -39,10 +38,6 @@ TOOLS: list[Any] = [
 ]
 QUESTION: list[Any] = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER_CALL = ScriptedCall("get_weather", {"city": "Paris", "unit": "C"})
-
-
-def upstream(fake: FakeUpstream, backend: str) -> list[RecordedRequest]:
-    return [r for r in fake.requests if r.provider == PROVIDER[backend]]
 
 
 def declared_tools(request: RecordedRequest) -> dict[str, dict[str, Any]]:
@@ -93,7 +88,7 @@ def test_a_scripted_call_comes_back_as_tool_calls_and_the_result_closes_the_loop
     assert function_calls(first) == [("get_weather", {"city": "Paris", "unit": "C"})]
     [call] = choice.message.tool_calls or []
     assert call.id.startswith("call_")
-    [request] = upstream(fake, backend)
+    [request] = fake.requests_of(backend)
     schemas = client_tool_names(request)
     assert set(schemas) == {"get_weather", "get_time"}
     if backend == "gemini":  # gemini adds a wait_for_previous boolean to every tool (docs/tools.md)
@@ -112,7 +107,7 @@ def test_a_scripted_call_comes_back_as_tool_calls_and_the_result_closes_the_loop
     final = client.chat.completions.create(model=backend, messages=history, tools=TOOLS)
     assert final.choices[0].finish_reason == "stop"
     assert final.choices[0].message.content == "It is 22C in Paris."
-    seen = upstream(fake, backend)[-1].text()
+    seen = fake.requests_of(backend)[-1].text()
     for expected in (call.id, "get_weather", "Paris", "22C, sunny"):
         assert expected in seen
 
@@ -153,7 +148,7 @@ def test_tool_choice_none_declares_no_client_tool(backend: str, client: openai.O
     fake.set_script(Script(text="no tools here", tool_calls=[WEATHER_CALL]))
     response = client.chat.completions.create(model=backend, messages=QUESTION, tools=TOOLS, tool_choice="none")
     assert response.choices[0].message.content == "no tools here"  # no declared tool: the fake answers text
-    assert not any(client_tool_names(r) for r in upstream(fake, backend))
+    assert not any(client_tool_names(r) for r in fake.requests_of(backend))
 
 
 RICH_SCHEMA = {
@@ -180,7 +175,7 @@ def test_what_each_cli_does_to_a_rich_schema(backend: str, client: openai.OpenAI
     fake.set_script(Script(tool_calls=[WEATHER_CALL]))
     tools: Any = [{"type": "function", "function": {"name": "get_weather", "parameters": RICH_SCHEMA}}]
     client.chat.completions.create(model=backend, messages=QUESTION, tools=tools)
-    seen = client_tool_names(upstream(fake, backend)[0])["get_weather"]
+    seen = client_tool_names(fake.requests_of(backend)[0])["get_weather"]
     expected: dict[str, Any] = json.loads(json.dumps(RICH_SCHEMA))
     properties = expected["properties"]
     if backend == "gemini":
@@ -201,7 +196,7 @@ def test_gemini_required_tool_choice_is_its_function_calling_mode(client: openai
     fake.set_script(Script(tool_calls=[WEATHER_CALL]))
     choice: Any = {"type": "function", "function": {"name": "get_weather"}}
     client.chat.completions.create(model="gemini", messages=QUESTION, tools=TOOLS, tool_choice=choice)
-    config = upstream(fake, "gemini")[-1].body["toolConfig"]["functionCallingConfig"]
+    config = fake.requests_of("gemini")[-1].body["toolConfig"]["functionCallingConfig"]
     assert config == {"mode": "ANY", "allowedFunctionNames": ["mcp_clinvk_get_weather"]}
 
 

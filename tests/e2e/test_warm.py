@@ -29,7 +29,6 @@ from tests.e2e.procs import assert_settles, descendants, open_fds, rss_kib, star
 
 pytestmark = pytest.mark.e2e
 WARM = ["claude", "codex"]
-PROVIDER = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
 
 
 def warm_dir(emulator: Emulator) -> Path:
@@ -111,7 +110,7 @@ def test_no_conversation_state_crosses_requests(backend: str, emulator: Emulator
         thread.start()
     for thread in threads:
         thread.join(60)
-    requests = [r.text() for r in fake.requests if r.provider == PROVIDER[backend]]
+    requests = [r.text() for r in fake.requests_of(backend)]
     assert len(requests) == 4
     for canary in canaries:
         assert sum(canary in text for text in requests) == 1, canary  # in its own request only
@@ -137,10 +136,11 @@ def test_disconnect_ends_that_turn_within_a_second_and_only_that_turn(
     assert ask(emulator, backend, "and after") == "still here"
 
 
-@pytest.fixture
-def short_deadline(fake: FakeUpstream, tmp_path: Path) -> Iterator[Emulator]:
+@pytest.fixture(scope="module")
+def short_deadline(fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """A 4 s deadline; both backends' tests share it (each waits for its pools to be full again first)."""
     settings = fake_upstream_settings(fake.url) | {"CLINVK_TIMEOUT_SECONDS": "4"}
-    running = Emulator(emulator_env(tmp_path / "home", settings))
+    running = Emulator(emulator_env(tmp_path_factory.mktemp("short-deadline") / "home", settings))
     yield running
     running.stop()
 

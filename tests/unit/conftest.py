@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from clinvk_core.backends import RunPaths
 from clinvk_core.config import get_settings
@@ -33,6 +34,8 @@ HANDLER_MODULES = (
     "handlers.anthropic_models",
 )
 CLI_NAMES = ("claude", "codex", "gemini")
+# Each CLI's recorded answer of "pong from fake": what ``FakeClis.replay`` has the stand-ins print.
+ANSWERS = {"claude": "claude-stream-json-partial.txt", "codex": "codex-json.txt", "gemini": "gemini-stream-json.txt"}
 
 # Records its pid, argv (NUL-separated), environment, working directory and stdin; then replays
 # NAME.out / NAME.err, sleeps NAME.sleep seconds and exits with NAME.code, all from the control dir.
@@ -83,6 +86,11 @@ class FakeClis:
         (self.control / f"{name}.code").write_text(str(code), encoding="utf-8")
         if sleep:
             (self.control / f"{name}.sleep").write_text(str(sleep), encoding="utf-8")
+
+    def replay(self, *names: str) -> None:
+        """The CLIs named (all of them by default) print their recorded answer (``ANSWERS``) and exit 0."""
+        for name in names or CLI_NAMES:
+            self.script(name, stdout=(CAPTURES / ANSWERS[name]).read_text(encoding="utf-8"))
 
     def reset(self, name: str) -> None:
         for suffix in ("out", "err", "code", "sleep", "argv", "env", "stdin", "cwd", "pid"):
@@ -188,6 +196,14 @@ def handlers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Handlers]:
         )
     finally:
         _forget_handlers()  # later imports read the real environment again
+
+
+def serve(handlers: Handlers, app: FastAPI) -> Iterator[TestClient]:
+    """A test client of one handler app (a fixture's body), the stand-in CLIs' scripts and records forgotten."""
+    for name in CLI_NAMES:
+        handlers.clis.reset(name)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
 
 
 def pid_alive(pid: int) -> bool:

@@ -22,7 +22,7 @@ from clinvk_core.emulator.server import Emulator
 from clinvk_core.emulator.template import functions, load_template
 
 from .coldstart import cold_start
-from .conftest import CLI_NAMES, FakeClis, Handlers
+from .conftest import CLI_NAMES, Handlers, serve
 from .test_anthropic_translate import PNG_B64
 
 Capture = Callable[[str], list[str]]
@@ -30,15 +30,11 @@ MESSAGES = "/anthropic/v1/messages"
 COUNT = "/anthropic/v1/messages/count_tokens"
 USER: list[MessageParam] = [{"role": "user", "content": "say pong"}]
 JSON = {"content-type": "application/json"}
-CAPTURES = {"claude": "claude-stream-json-partial.txt", "codex": "codex-json.txt", "gemini": "gemini-stream-json.txt"}
 
 
 @pytest.fixture
 def app(handlers: Handlers) -> Iterator[TestClient]:
-    for name in CLI_NAMES:
-        handlers.clis.reset(name)
-    with TestClient(handlers.anthropic, raise_server_exceptions=False) as client:
-        yield client
+    yield from serve(handlers, handlers.anthropic)
 
 
 @pytest.fixture
@@ -53,11 +49,6 @@ def sdk(app: TestClient) -> anthropic.Anthropic:
         base_url="http://testserver/anthropic", api_key="x", max_retries=0, http_client=app,
         _strict_response_validation=True,
     )  # fmt: skip
-
-
-def replay(clis: FakeClis, capture: Capture, *names: str) -> None:
-    for name in names or CLI_NAMES:
-        clis.script(name, stdout="".join(capture(CAPTURES[name])))
 
 
 def assert_anthropic_error(response: Response, status: int, kind: str) -> str:
@@ -182,11 +173,9 @@ def test_error_catalogue(
     assert not any(handlers.clis.ran(name) for name in CLI_NAMES)
 
 
-def test_what_clients_send_and_clinvk_ignores_is_accepted(
-    app: TestClient, handlers: Handlers, capture: Capture
-) -> None:
+def test_what_clients_send_and_clinvk_ignores_is_accepted(app: TestClient, handlers: Handlers) -> None:
     """What the SDKs and Claude Code send: headers, query, betas, cache_control, thinking, metadata..."""
-    replay(handlers.clis, capture, "claude")
+    handlers.clis.replay("claude")
     cached = {"type": "ephemeral", "ttl": "5m"}
     request = body(
         system=[{"type": "text", "text": "Be terse.", "cache_control": cached}],
@@ -230,8 +219,8 @@ def test_the_emulator_answers_unknown_anthropic_routes_in_anthropics_shape(handl
         assert set(client.get("/openai/v1/nope").json()) == {"error"}  # the OpenAI side keeps its own shape
 
 
-def test_keys_are_checked_and_x_api_key_or_bearer_pass(handlers: Handlers, capture: Capture) -> None:
-    replay(handlers.clis, capture, "claude")
+def test_keys_are_checked_and_x_api_key_or_bearer_pass(handlers: Handlers) -> None:
+    handlers.clis.replay("claude")
     settings = {"CLINVK_BIN_DIR": str(handlers.bin_dir), "CLINVK_STATE_DIR": str(handlers.state_dir),
                 "CLINVK_API_KEYS": "sk-gateway"}  # fmt: skip
     with cold_start(settings) as modules, TestClient(modules["handlers.anthropic_messages"].app) as client:
@@ -298,10 +287,8 @@ def test_count_tokens_is_a_clear_501_and_not_an_estimate(app: TestClient, handle
 # The gemini capture's main model is gemini-3.8-flash: its tokens, not its router's, are the answer's.
 @pytest.mark.parametrize(("backend", "model"), [("claude", "claude"), ("codex", "codex"),
                                                 ("gemini", "gemini/gemini-3.8-flash")])  # fmt: skip
-def test_a_message_and_its_stream(
-    app: TestClient, handlers: Handlers, capture: Capture, backend: str, model: str
-) -> None:
-    replay(handlers.clis, capture, backend)
+def test_a_message_and_its_stream(app: TestClient, handlers: Handlers, backend: str, model: str) -> None:
+    handlers.clis.replay(backend)
     client = sdk(app)
     created = client.messages.create(model=model, max_tokens=64, system="Be terse.", messages=USER)
     assert created.id.startswith("msg_")
@@ -316,8 +303,8 @@ def test_a_message_and_its_stream(
     assert final.model_dump(exclude={"id"}) == created.model_dump(exclude={"id"})
 
 
-def test_the_stream_on_the_wire(app: TestClient, handlers: Handlers, capture: Capture) -> None:
-    replay(handlers.clis, capture, "claude")
+def test_the_stream_on_the_wire(app: TestClient, handlers: Handlers) -> None:
+    handlers.clis.replay("claude")
     with app.stream("POST", MESSAGES, json=body(stream=True)) as response:
         text = response.read().decode()
     assert response.headers["content-type"].startswith("text/event-stream")
@@ -332,8 +319,8 @@ def test_the_stream_on_the_wire(app: TestClient, handlers: Handlers, capture: Ca
         assert json.loads(lines[1].removeprefix("data: "))["type"] == name
 
 
-def test_stop_sequences_cut_the_answer(app: TestClient, handlers: Handlers, capture: Capture) -> None:
-    replay(handlers.clis, capture, "gemini")
+def test_stop_sequences_cut_the_answer(app: TestClient, handlers: Handlers) -> None:
+    handlers.clis.replay("gemini")
     created = sdk(app).messages.create(
         model="gemini/gemini-3.8-flash", max_tokens=64, messages=USER, stop_sequences=[" from"]
     )

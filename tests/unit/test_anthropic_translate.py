@@ -23,17 +23,11 @@ from clinvk_core.conversation import (
     Turn,
 )
 from clinvk_core.errors import InvalidRequest
-from clinvk_core.images import ImageLoader
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
+from .test_translate import PNG, WEATHER, loader
+
 PNG_B64 = base64.b64encode(PNG).decode()
-WEATHER = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 TOOL = {"name": "get_weather", "description": "Weather now", "input_schema": WEATHER}
-
-
-def loader(**limits: Any) -> ImageLoader:
-    options: dict[str, Any] = {"max_bytes": 1024, "max_images": 3, "policy": "off", "timeout": 1.0} | limits
-    return ImageLoader(**options)
 
 
 def convert(*messages: dict[str, Any], **fields: Any) -> Conversation:

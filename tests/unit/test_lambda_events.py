@@ -28,11 +28,6 @@ from .conftest import FakeClis, make_fake_clis
 EVENTS = PROJECT_ROOT / "events"
 EVENT_FILES = sorted(EVENTS.glob("*.json"))
 FORMATS = ("rest", "http", "url")
-CAPTURES = {
-    "claude": "claude-stream-json-partial.txt",
-    "codex": "codex-json.txt",
-    "gemini": "gemini-stream-json.txt",
-}
 
 
 def load(path: Path) -> dict[str, Any]:
@@ -69,10 +64,9 @@ def template_functions() -> list[Function]:
 
 
 @pytest.fixture(scope="module")
-def clis(tmp_path_factory: pytest.TempPathFactory, capture: Any) -> FakeClis:
+def clis(tmp_path_factory: pytest.TempPathFactory) -> FakeClis:
     fake = make_fake_clis(tmp_path_factory.mktemp("events") / "clis")
-    for name, capture_file in CAPTURES.items():
-        fake.script(name, stdout="".join(capture(capture_file)))
+    fake.replay()
     return fake
 
 
@@ -190,7 +184,7 @@ def check_anthropic(event: dict[str, Any], request_path: str, body: bytes) -> No
 
 @pytest.mark.parametrize("kind", FORMATS)
 def test_a_bad_chat_request_in_any_format_is_a_400_without_running_a_cli(
-    kind: str, template_functions: list[Function], modules: dict[str, ModuleType], clis: FakeClis, capture: Any
+    kind: str, template_functions: list[Function], modules: dict[str, ModuleType], clis: FakeClis
 ) -> None:
     event = load(EVENTS / f"chat-completions-{kind}.json")
     event["body"] = json.dumps({"model": "claude", "messages": []})
@@ -199,7 +193,7 @@ def test_a_bad_chat_request_in_any_format_is_a_400_without_running_a_cli(
         status, body = invoke(event, function_for(event, template_functions), modules)
         ran = clis.ran("claude")
     finally:
-        clis.script("claude", stdout="".join(capture(CAPTURES["claude"])))
+        clis.replay("claude")
     assert status == 400
     assert json.loads(body)["error"]["param"] == "messages"
     assert not ran

@@ -25,7 +25,7 @@ from httpx2 import Response  # what starlette's TestClient returns
 
 from clinvk_core.config import PROJECT_ROOT
 
-from .conftest import CLI_NAMES, Handlers
+from .conftest import CLI_NAMES, Handlers, serve
 
 Capture = Callable[[str], list[str]]
 CHAT = "/openai/v1/chat/completions"
@@ -35,10 +35,7 @@ JSON = {"content-type": "application/json"}
 
 @pytest.fixture
 def chat(handlers: Handlers) -> Iterator[TestClient]:
-    for name in CLI_NAMES:
-        handlers.clis.reset(name)
-    with TestClient(handlers.chat, raise_server_exceptions=False) as client:
-        yield client
+    yield from serve(handlers, handlers.chat)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from clinvk_core.store import ResponseStore, StoredResponse, StoreError
 from clinvk_core.store.sqlite import SqliteStore
 
 from .coldstart import cold_start
-from .conftest import CLI_NAMES, Handlers, make_fake_clis
+from .conftest import CLI_NAMES, Handlers, make_fake_clis, serve
 from .test_openai_http import assert_openai_error, sse_events
 from .test_responses_render import EVENT_CLASSES
 
@@ -48,10 +48,7 @@ def message(role: str, *parts: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture
 def responses(handlers: Handlers) -> Iterator[TestClient]:
-    for name in CLI_NAMES:
-        handlers.clis.reset(name)
-    with TestClient(handlers.responses, raise_server_exceptions=False) as client:
-        yield client
+    yield from serve(handlers, handlers.responses)
 
 
 @pytest.fixture
