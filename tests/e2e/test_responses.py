@@ -131,8 +131,7 @@ def test_an_input_image_reaches_the_upstream_byte_for_byte(
     else:
         answer = client.responses.create(model=backend, input=question).output_text
     assert answer == "A red pixel."
-    helpers = (":generateContent", ":countTokens")  # gemini's own calls, not the model turn
-    [turn] = [r for r in fake.requests if r.provider == PROVIDER[backend] and not r.path.endswith(helpers)]
+    [turn] = fake.model_turns(backend)
     assert received_images(turn) == [("image/png", PNG)]
 
 
