@@ -42,12 +42,12 @@ class RpcConnection:
         self._inboxes: dict[str, Inbox] = {}
         self._early: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._write_lock = asyncio.Lock()
-        self._closed = asyncio.Event()
+        self._closed = False
         self._reader = asyncio.create_task(self._read())
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._closed
 
     async def handshake(self) -> None:
         for call in self._dialect.handshake:
@@ -86,11 +86,8 @@ class RpcConnection:
     async def close(self) -> None:
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
-        self._closed.set()
+        self._closed = True
         self._fail_all()
-
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
 
     async def _write(self, message: dict[str, Any]) -> None:
         if self._dialect.jsonrpc:
@@ -112,7 +109,7 @@ class RpcConnection:
                 if isinstance(message, dict):
                     await self._dispatch(message)
         finally:
-            self._closed.set()
+            self._closed = True
             self._fail_all()
 
     async def _dispatch(self, message: dict[str, Any]) -> None:
