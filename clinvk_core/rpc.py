@@ -14,8 +14,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from clinvk_core.backends.base import Call, RpcDialect
-from clinvk_core.conversation import loads_valid_unicode
+from clinvk_core.backends.base import Call, RpcDialect, json_object
 from clinvk_core.runner import CliProcess
 
 MAX_EARLY_SESSIONS = 64  # sessions whose notifications wait for a subscriber (the oldest are dropped)
@@ -102,11 +101,7 @@ class RpcConnection:
     async def _read(self) -> None:
         try:
             async for line in self.cli.lines():
-                try:
-                    message = loads_valid_unicode(line)
-                except ValueError:
-                    continue  # a stray line
-                if isinstance(message, dict):
+                if (message := json_object(line)) is not None:  # else a stray line
                     await self._dispatch(message)
         finally:
             self._closed = True
