@@ -50,10 +50,14 @@ class RpcConnection:
 
     async def handshake(self) -> None:
         for call in self._dialect.handshake:
-            await (self.send(call) if call.notify else self.call(call))
+            await self.call(call)
 
     async def call(self, call: Call) -> Any:
-        """The result of ``call``; raises RpcFailed for an error answer, RpcClosed when none can come."""
+        """The result of ``call`` (None for a notification, which nothing answers); raises RpcFailed for an
+        error answer, RpcClosed when none can come."""
+        if call.notify:
+            await self._write({"method": call.method, "params": call.params})
+            return None
         if self.closed:
             raise RpcClosed
         request_id = next(self._ids)
@@ -64,10 +68,6 @@ class RpcConnection:
             return await answer
         finally:
             self._pending.pop(request_id, None)
-
-    async def send(self, call: Call) -> None:
-        """A notification (nothing answers it)."""
-        await self._write({"method": call.method, "params": call.params})
 
     def subscribe(self, key: str) -> Inbox:
         """The session's notifications, those that came before included; None once the connection closes."""

@@ -272,4 +272,4 @@ async def end_session(rpc: RpcConnection, session: WarmSession, finished: bool) 
         if call is None or rpc.closed:
             continue
         with contextlib.suppress(RpcFailed, RpcClosed, TimeoutError):
-            await asyncio.wait_for(rpc.send(call) if call.notify else rpc.call(call), CLEAN_UP_SECONDS)
+            await asyncio.wait_for(rpc.call(call), CLEAN_UP_SECONDS)
