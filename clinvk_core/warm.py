@@ -66,9 +66,7 @@ class PrespawnPool:
     def fill(self) -> None:
         while len(self._ready) + self._starting < self._size:
             self._starting += 1
-            task = asyncio.create_task(self._add())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            _in_background(self._tasks, self._add())
 
     @property
     def status(self) -> dict[str, int]:
@@ -82,7 +80,7 @@ class PrespawnPool:
             if candidate.cli.running:
                 taken = candidate
             else:
-                self._close_later(candidate)
+                _in_background(self._tasks, candidate.close())
         self.fill()
         if taken is not None:
             (taken.paths.scratch / STARTED_AHEAD).unlink(missing_ok=True)
@@ -102,11 +100,6 @@ class PrespawnPool:
             log.warning("a CLI could not be started ahead: %s", type(error).__name__)
         finally:
             self._starting -= 1
-
-    def _close_later(self, started: Started) -> None:
-        task = asyncio.create_task(started.close())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 @dataclass(eq=False)  # each one is its own: kept in sets by identity
@@ -201,9 +194,14 @@ class ServerPool:
 
     def _close(self, server: Server) -> None:
         self._retired.discard(server)
-        task = asyncio.create_task(server.started.close())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        _in_background(self._tasks, server.started.close())
+
+
+def _in_background(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` as a task held in ``tasks`` until it ends (a pool's close cancels what is left)."""
+    task = asyncio.create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
 
 
 async def session_events(rpc: RpcConnection, session: WarmSession, deadline: float) -> AsyncGenerator[Event, None]:
