@@ -136,12 +136,12 @@ class ServerPool:
 
     @property
     def status(self) -> dict[str, int]:
-        current = self._current if self._current is not None and self._current.usable else None
+        current = self._usable()
         return {"ready": int(current is not None), "size": 1, "sessions": current.sessions if current else 0}
 
     def fill(self) -> None:
         """Start a server unless one is usable or starting; a used-up one gets its replacement started."""
-        current = self._current if self._current is not None and self._current.usable else None
+        current = self._usable()
         if self._starting is None and (current is None or current.sessions >= self._max_sessions):
             self._starting = asyncio.create_task(self._start())
             self._starting.add_done_callback(self._started)
@@ -149,7 +149,7 @@ class ServerPool:
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[Server | None]:
         """The running server for one session (None: none is ready, run cold)."""
-        server = self._current if self._current is not None and self._current.usable else None
+        server = self._usable()
         if server is not None:
             server.sessions += 1
             server.active += 1
@@ -176,6 +176,10 @@ class ServerPool:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _usable(self) -> Server | None:
+        """The current server, if it can open sessions."""
+        return self._current if self._current is not None and self._current.usable else None
 
     def _started(self, task: asyncio.Task[Server]) -> None:
         self._starting = None
