@@ -21,6 +21,7 @@ from clinvk_core.backends.base import (
     WarmSession,
     as_int,
     config_dir,
+    image_files,
     whole_call,
 )
 from clinvk_core.config import ToolMode
@@ -52,7 +53,6 @@ CATALOG = "models.json"
 _CUT = "Incomplete response returned, reason: max_output_tokens"
 # reasoning_effort values -> codex's model_reasoning_effort (its highest is xhigh).
 _EFFORT = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
-_IMAGE_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 # The npm launcher only execs this native binary; calling it directly saves ~70 ms per request.
 _NATIVE = Path("codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex")
 _NATIVE_ARM = Path("codex-linux-arm64/vendor/aarch64-unknown-linux-musl/bin/codex")
@@ -255,10 +255,7 @@ def _common(settings: BackendSettings, paths: RunPaths) -> tuple[list[str], dict
 
 
 def _image_files(conversation: Conversation, paths: RunPaths) -> dict[Path, ImagePart]:
-    return {
-        paths.scratch / "images" / f"{index + 1}{_IMAGE_SUFFIX.get(image.media_type, '')}": image
-        for index, image in enumerate(conversation.images)
-    }
+    return {paths.scratch / name: image for name, image in image_files(conversation).items()}
 
 
 def _thread_of(message: dict[str, Any]) -> str | None:
