@@ -166,7 +166,7 @@ class Gateway:
             session = backend.warm_session(request, paths, self._backend_settings[backend.name])
             write_files(session.files)
             state = _TurnState(warm=True)
-            items = _with_calls(_wrapped(session_events(server.rpc, session, deadline)), bridge)
+            items = _with_calls(session_events(server.rpc, session, deadline), bridge)
             try:
                 yield self._events(backend, items, session.usage_so_far, deadline, state, _session_ended)
             finally:
@@ -397,11 +397,6 @@ class _TurnState:
 async def _parsed(lines: AsyncIterator[str], parser: OutputParser) -> AsyncIterator[list[Event]]:
     async for line in lines:
         yield parser.feed(line)
-
-
-async def _wrapped(events: AsyncIterator[Event]) -> AsyncIterator[list[Event]]:
-    async for event in events:
-        yield [event]
 
 
 async def _session_ended() -> str:

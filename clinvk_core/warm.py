@@ -208,8 +208,11 @@ def _in_background(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, Non
     task.add_done_callback(tasks.discard)
 
 
-async def session_events(rpc: RpcConnection, session: WarmSession, deadline: float) -> AsyncGenerator[Event, None]:
-    """Drive ``session`` on ``rpc`` to the end of its turn: its calls in order, its notifications as events.
+async def session_events(
+    rpc: RpcConnection, session: WarmSession, deadline: float
+) -> AsyncGenerator[list[Event], None]:
+    """Drive ``session`` on ``rpc`` to the end of its turn: its calls in order, the events of each answer
+    and notification (as a parser gives those of each line).
 
     Raises DeadlineExceeded at ``deadline``; a CLI that goes away mid-turn is a Failed event.
     """
@@ -247,10 +250,9 @@ async def session_events(rpc: RpcConnection, session: WarmSession, deadline: flo
             if getter is not None and getter in done:
                 message, getter = getter.result(), None
                 events += [_gone(RpcClosed())] if message is None else session.on_notification(message)
-            for event in events:
-                yield event
-                if isinstance(event, Completed | Failed):
-                    return
+            yield events
+            if any(isinstance(event, Completed | Failed) for event in events):
+                return
     finally:
         for future in (current[1] if current else None, getter):
             if future is not None:
