@@ -17,6 +17,7 @@ BackendName = Literal["claude", "codex", "gemini"]
 BACKEND_NAMES: tuple[BackendName, ...] = ("claude", "codex", "gemini")
 WARM_BY_DEFAULT: tuple[BackendName, ...] = ("claude", "codex")
 ToolMode = Literal["chat", "read-only", "agent"]
+ImageUrlPolicy = Literal["off", "public", "any"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +68,7 @@ class Settings(BaseSettings):
     max_prompt_chars: int = Field(default=2_000_000, ge=1000)
     keepalive_seconds: float = Field(default=15.0, gt=0)
     # Images: data: URLs always; http(s) URLs fetched only as allowed ("public": https, public addresses).
-    image_urls: Literal["off", "public", "any"] = "off"
+    image_urls: ImageUrlPolicy = "off"
     max_image_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_images: int = Field(default=20, ge=0)
     image_fetch_timeout_seconds: float = Field(default=10.0, gt=0)

@@ -1,6 +1,7 @@
 """Gateway errors: each one knows its HTTP status and OpenAI error type/code.
 
-Raised anywhere below the HTTP layer; rendered once, by ``clinvk_core.openai.errors``.
+Raised anywhere below the HTTP layer; rendered once, in the app's wire format (``clinvk_core.web.errors``
+with ``clinvk_core.openai.errors`` or ``clinvk_core.anthropic.errors``).
 """
 
 from __future__ import annotations

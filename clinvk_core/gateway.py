@@ -166,7 +166,7 @@ class Gateway:
             session = backend.warm_session(request, paths, self._backend_settings[backend.name])
             write_files(session.files)
             state = _TurnState(warm=True)
-            items = _with_calls(_wrapped(session_events(server.rpc, session, deadline)), bridge)
+            items = _with_calls(session_events(server.rpc, session, deadline), bridge)
             try:
                 yield self._events(backend, items, session.usage_so_far, deadline, state, _session_ended)
             finally:
@@ -202,10 +202,12 @@ class Gateway:
         backend = BACKENDS[backend_name]
         settings = self._backend_settings[backend_name]
         invocation = backend.invocation(self._binaries[backend_name], request, paths, settings)
-        env = child_environment(
-            self._environ, backend, invocation, paths, upstream_configured=settings.upstream.configured
-        )
-        return invocation, env
+        return invocation, self._environment(backend, invocation, paths)
+
+    def _environment(self, backend: Backend, invocation: Invocation, paths: RunPaths) -> dict[str, str]:
+        """The CLI's environment, started for a turn or ahead of one: the allowlist, then its own variables."""
+        configured = self._backend_settings[backend.name].upstream.configured
+        return child_environment(self._environ, backend, invocation, paths, upstream_configured=configured)
 
     def _tool_session(self, conversation: Conversation) -> contextlib.AbstractAsyncContextManager[BridgeSession | None]:
         """The bridge session that serves the turn's client tools to its CLI (None: no tools)."""
@@ -311,10 +313,7 @@ class Gateway:
         (paths.scratch / STARTED_AHEAD).touch(mode=0o600)
         try:
             invocation = backend.warm_invocation(self._binaries[name], paths, settings, self._warm_model(name))
-            env = child_environment(
-                self._environ, backend, invocation, paths, upstream_configured=settings.upstream.configured
-            )
-            cli = await start(invocation, cwd=paths.workdir, env=env)
+            cli = await start(invocation, cwd=paths.workdir, env=self._environment(backend, invocation, paths))
         except BaseException:
             await stack.aclose()
             raise
@@ -398,11 +397,6 @@ class _TurnState:
 async def _parsed(lines: AsyncIterator[str], parser: OutputParser) -> AsyncIterator[list[Event]]:
     async for line in lines:
         yield parser.feed(line)
-
-
-async def _wrapped(events: AsyncIterator[Event]) -> AsyncIterator[list[Event]]:
-    async for event in events:
-        yield [event]
 
 
 async def _session_ended() -> str:

@@ -14,13 +14,12 @@ import base64
 import binascii
 import ipaddress
 import socket
-from typing import Literal
 from urllib.parse import urlsplit
 
+from clinvk_core.config import ImageUrlPolicy
 from clinvk_core.conversation import ImagePart
 from clinvk_core.errors import InvalidRequest
 
-ImageUrlPolicy = Literal["off", "public", "any"]
 MEDIA_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 _SIGNATURES: tuple[tuple[bytes, int, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", 0, "image/png"),

@@ -14,8 +14,7 @@ import json
 from collections import OrderedDict
 from typing import Any
 
-from clinvk_core.backends.base import Call, RpcDialect
-from clinvk_core.conversation import loads_valid_unicode
+from clinvk_core.backends.base import Call, RpcDialect, json_object
 from clinvk_core.runner import CliProcess
 
 MAX_EARLY_SESSIONS = 64  # sessions whose notifications wait for a subscriber (the oldest are dropped)
@@ -42,19 +41,23 @@ class RpcConnection:
         self._inboxes: dict[str, Inbox] = {}
         self._early: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._write_lock = asyncio.Lock()
-        self._closed = asyncio.Event()
+        self._closed = False
         self._reader = asyncio.create_task(self._read())
 
     @property
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self._closed
 
     async def handshake(self) -> None:
         for call in self._dialect.handshake:
-            await (self.send(call) if call.notify else self.call(call))
+            await self.call(call)
 
     async def call(self, call: Call) -> Any:
-        """The result of ``call``; raises RpcFailed for an error answer, RpcClosed when none can come."""
+        """The result of ``call`` (None for a notification, which nothing answers); raises RpcFailed for an
+        error answer, RpcClosed when none can come."""
+        if call.notify:
+            await self._write({"method": call.method, "params": call.params})
+            return None
         if self.closed:
             raise RpcClosed
         request_id = next(self._ids)
@@ -65,10 +68,6 @@ class RpcConnection:
             return await answer
         finally:
             self._pending.pop(request_id, None)
-
-    async def send(self, call: Call) -> None:
-        """A notification (nothing answers it)."""
-        await self._write({"method": call.method, "params": call.params})
 
     def subscribe(self, key: str) -> Inbox:
         """The session's notifications, those that came before included; None once the connection closes."""
@@ -86,11 +85,8 @@ class RpcConnection:
     async def close(self) -> None:
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
-        self._closed.set()
+        self._closed = True
         self._fail_all()
-
-    async def wait_closed(self) -> None:
-        await self._closed.wait()
 
     async def _write(self, message: dict[str, Any]) -> None:
         if self._dialect.jsonrpc:
@@ -105,14 +101,10 @@ class RpcConnection:
     async def _read(self) -> None:
         try:
             async for line in self.cli.lines():
-                try:
-                    message = loads_valid_unicode(line)
-                except ValueError:
-                    continue  # a stray line
-                if isinstance(message, dict):
+                if (message := json_object(line)) is not None:  # else a stray line
                     await self._dispatch(message)
         finally:
-            self._closed.set()
+            self._closed = True
             self._fail_all()
 
     async def _dispatch(self, message: dict[str, Any]) -> None:

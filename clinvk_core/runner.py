@@ -163,12 +163,10 @@ class CliProcess:
         return max(0.0, self._deadline - asyncio.get_running_loop().time())
 
     async def _feed(self, data: bytes) -> None:
-        stdin = self._proc.stdin
-        assert stdin is not None
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            stdin.write(data)
-            await stdin.drain()
-        stdin.close()  # codex blocks until stdin reaches EOF
+            await self.write(data)
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()  # codex blocks until stdin reaches EOF
 
     async def _drain_stderr(self) -> None:
         stderr = self._proc.stderr

@@ -66,9 +66,7 @@ class PrespawnPool:
     def fill(self) -> None:
         while len(self._ready) + self._starting < self._size:
             self._starting += 1
-            task = asyncio.create_task(self._add())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            _in_background(self._tasks, self._add())
 
     @property
     def status(self) -> dict[str, int]:
@@ -82,7 +80,7 @@ class PrespawnPool:
             if candidate.cli.running:
                 taken = candidate
             else:
-                self._close_later(candidate)
+                _in_background(self._tasks, candidate.close())
         self.fill()
         if taken is not None:
             (taken.paths.scratch / STARTED_AHEAD).unlink(missing_ok=True)
@@ -102,11 +100,6 @@ class PrespawnPool:
             log.warning("a CLI could not be started ahead: %s", type(error).__name__)
         finally:
             self._starting -= 1
-
-    def _close_later(self, started: Started) -> None:
-        task = asyncio.create_task(started.close())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
 
 @dataclass(eq=False)  # each one is its own: kept in sets by identity
@@ -143,12 +136,12 @@ class ServerPool:
 
     @property
     def status(self) -> dict[str, int]:
-        current = self._current if self._current is not None and self._current.usable else None
+        current = self._usable()
         return {"ready": int(current is not None), "size": 1, "sessions": current.sessions if current else 0}
 
     def fill(self) -> None:
         """Start a server unless one is usable or starting; a used-up one gets its replacement started."""
-        current = self._current if self._current is not None and self._current.usable else None
+        current = self._usable()
         if self._starting is None and (current is None or current.sessions >= self._max_sessions):
             self._starting = asyncio.create_task(self._start())
             self._starting.add_done_callback(self._started)
@@ -156,7 +149,7 @@ class ServerPool:
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[Server | None]:
         """The running server for one session (None: none is ready, run cold)."""
-        server = self._current if self._current is not None and self._current.usable else None
+        server = self._usable()
         if server is not None:
             server.sessions += 1
             server.active += 1
@@ -184,6 +177,10 @@ class ServerPool:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def _usable(self) -> Server | None:
+        """The current server, if it can open sessions."""
+        return self._current if self._current is not None and self._current.usable else None
+
     def _started(self, task: asyncio.Task[Server]) -> None:
         self._starting = None
         if task.cancelled():
@@ -201,13 +198,21 @@ class ServerPool:
 
     def _close(self, server: Server) -> None:
         self._retired.discard(server)
-        task = asyncio.create_task(server.started.close())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        _in_background(self._tasks, server.started.close())
 
 
-async def session_events(rpc: RpcConnection, session: WarmSession, deadline: float) -> AsyncGenerator[Event, None]:
-    """Drive ``session`` on ``rpc`` to the end of its turn: its calls in order, its notifications as events.
+def _in_background(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` as a task held in ``tasks`` until it ends (a pool's close cancels what is left)."""
+    task = asyncio.create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+
+
+async def session_events(
+    rpc: RpcConnection, session: WarmSession, deadline: float
+) -> AsyncGenerator[list[Event], None]:
+    """Drive ``session`` on ``rpc`` to the end of its turn: its calls in order, the events of each answer
+    and notification (as a parser gives those of each line).
 
     Raises DeadlineExceeded at ``deadline``; a CLI that goes away mid-turn is a Failed event.
     """
@@ -245,10 +250,9 @@ async def session_events(rpc: RpcConnection, session: WarmSession, deadline: flo
             if getter is not None and getter in done:
                 message, getter = getter.result(), None
                 events += [_gone(RpcClosed())] if message is None else session.on_notification(message)
-            for event in events:
-                yield event
-                if isinstance(event, Completed | Failed):
-                    return
+            yield events
+            if any(isinstance(event, Completed | Failed) for event in events):
+                return
     finally:
         for future in (current[1] if current else None, getter):
             if future is not None:
@@ -272,4 +276,4 @@ async def end_session(rpc: RpcConnection, session: WarmSession, finished: bool) 
         if call is None or rpc.closed:
             continue
         with contextlib.suppress(RpcFailed, RpcClosed, TimeoutError):
-            await asyncio.wait_for(rpc.send(call) if call.notify else rpc.call(call), CLEAN_UP_SECONDS)
+            await asyncio.wait_for(rpc.call(call), CLEAN_UP_SECONDS)

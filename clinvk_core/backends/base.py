@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from clinvk_core.config import BackendName, ToolMode, Upstream
-from clinvk_core.conversation import Conversation, ToolSpec, loads_valid_unicode
+from clinvk_core.conversation import Conversation, ImagePart, ToolSpec, loads_valid_unicode
 from clinvk_core.events import Event, TokenUsage, ToolCallArguments, ToolCallDone, ToolCallStarted
 
 TOOL_SERVER = "clinvk"  # the name the bridge's MCP server has in every CLI's configuration
+_IMAGE_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,15 @@ def whole_call(index: int, name: str, arguments: dict[str, Any]) -> list[Event]:
     """The events of a client tool call that a CLI reports in one piece."""
     text = json.dumps(arguments, ensure_ascii=False)
     return [ToolCallStarted(index, name), ToolCallArguments(index, text), ToolCallDone(index, name, text)]
+
+
+def image_files(conversation: Conversation) -> dict[str, ImagePart]:
+    """The conversation's images by the relative file name a CLI that reads images from files gets
+    (``images/1.png``...), in order."""
+    return {
+        f"images/{index + 1}{_IMAGE_SUFFIX.get(image.media_type, '')}": image
+        for index, image in enumerate(conversation.images)
+    }
 
 
 def config_dir(env: Mapping[str, str], variable: str, under_home: str) -> Path:

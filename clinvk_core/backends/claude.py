@@ -44,6 +44,7 @@ _TOOL_FLAGS: dict[ToolMode, tuple[str, ...]] = {
     "agent": ("--permission-mode", "bypassPermissions"),
 }
 TOOL_PREFIX = f"mcp__{TOOL_SERVER}__"  # how claude names an MCP server's tools for the model
+_BRIDGE_ONLY = ("--strict-mcp-config", "--allowedTools", f"{TOOL_PREFIX}*")  # no MCP server of the user's
 # OpenAI's reasoning_effort values -> claude's --effort levels.
 _EFFORT = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "max"}
 
@@ -66,8 +67,7 @@ class Claude(Backend):
         if conversation.system:
             argv += [_system_flag(settings), conversation.system]
         if request.tools:
-            servers = {"mcpServers": {TOOL_SERVER: {"type": "http", "url": request.tool_server_url}}}
-            argv += ["--mcp-config", json.dumps(servers), "--strict-mcp-config", "--allowedTools", f"{TOOL_PREFIX}*"]
+            argv += ["--mcp-config", json.dumps({"mcpServers": _bridge(request)}), *_BRIDGE_ONLY]
         if conversation.output:
             argv += ["--json-schema", json.dumps(conversation.output.schema)]
         if conversation.reasoning_effort in _EFFORT:
@@ -89,8 +89,8 @@ class Claude(Backend):
         self, binary: Path, paths: RunPaths, settings: BackendSettings, model: str | None
     ) -> Invocation:
         argv = _argv(binary, settings, model)
-        # The bridge, if the request brings one, is set later; only it is allowed, nothing of the user's.
-        argv += ["--input-format", "stream-json", "--strict-mcp-config", "--allowedTools", f"{TOOL_PREFIX}*"]
+        # The bridge, if the request brings one, is set later.
+        argv += ["--input-format", "stream-json", *_BRIDGE_ONLY]
         return Invocation(argv=tuple(argv), env=_env(settings, paths), stdin="")
 
     def warm_refusal(self, request: RunRequest, settings: BackendSettings) -> str | None:
@@ -110,8 +110,7 @@ class Claude(Backend):
             key = "systemPrompt" if settings.tool_mode == "chat" else "appendSystemPrompt"  # as the flags
             lines.append(_control("initialize", {key: conversation.system}))
         if request.tools:
-            servers = {TOOL_SERVER: {"type": "http", "url": request.tool_server_url}}
-            lines.append(_control("mcp_set_servers", {"servers": servers}))
+            lines.append(_control("mcp_set_servers", {"servers": _bridge(request)}))
         return "".join(json.dumps(line) + "\n" for line in lines) + _user_message(
             render_prompt(conversation), conversation.images
         )
@@ -160,6 +159,11 @@ def _env(settings: BackendSettings, paths: RunPaths) -> dict[str, str]:
         if upstream.api_key:
             env["ANTHROPIC_API_KEY"] = upstream.api_key
     return env
+
+
+def _bridge(request: RunRequest) -> dict[str, Any]:
+    """The bridge session as claude's MCP servers, given at the start or to a process started ahead."""
+    return {TOOL_SERVER: {"type": "http", "url": request.tool_server_url}}
 
 
 def _control(subtype: str, fields: dict[str, Any]) -> dict[str, Any]:

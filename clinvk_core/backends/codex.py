@@ -21,6 +21,7 @@ from clinvk_core.backends.base import (
     WarmSession,
     as_int,
     config_dir,
+    image_files,
     whole_call,
 )
 from clinvk_core.config import ToolMode
@@ -52,7 +53,6 @@ CATALOG = "models.json"
 _CUT = "Incomplete response returned, reason: max_output_tokens"
 # reasoning_effort values -> codex's model_reasoning_effort (its highest is xhigh).
 _EFFORT = {"minimal": "minimal", "low": "low", "medium": "medium", "high": "high", "xhigh": "xhigh", "max": "xhigh"}
-_IMAGE_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 # The npm launcher only execs this native binary; calling it directly saves ~70 ms per request.
 _NATIVE = Path("codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex")
 _NATIVE_ARM = Path("codex-linux-arm64/vendor/aarch64-unknown-linux-musl/bin/codex")
@@ -202,9 +202,8 @@ class CodexParser(OutputParser):
             return [SessionStarted(obj["thread_id"])]
         if kind == "item.started" and item.get("type") == "mcp_tool_call" and item.get("server") == TOOL_SERVER:
             # The call as codex starts it; it reaches the bridge within a millisecond.
-            arguments = item.get("arguments")
             self._calls += 1
-            return whole_call(self._calls - 1, str(item.get("tool")), arguments if isinstance(arguments, dict) else {})
+            return _client_call(self._calls - 1, item)
         if kind == "item.completed" and isinstance(text := item.get("text"), str):
             if item.get("type") == "agent_message":
                 return [TextDelta(text)]
@@ -216,10 +215,7 @@ class CodexParser(OutputParser):
             # "error" lines before it are retry notices; turn.failed carries the final message.
             error = obj.get("error")
             message = str(error.get("message")) if isinstance(error, dict) else "codex failed"
-            if _CUT in message:  # the answer so far is the answer, cut at the output limit
-                return [Completed(None, "length")]
-            match = _STATUS.search(message)
-            return [Failed(message, int(match.group(1)) if match else None)]
+            return [_turn_failed(message, None)]
         return []
 
 
@@ -255,10 +251,7 @@ def _common(settings: BackendSettings, paths: RunPaths) -> tuple[list[str], dict
 
 
 def _image_files(conversation: Conversation, paths: RunPaths) -> dict[Path, ImagePart]:
-    return {
-        paths.scratch / "images" / f"{index + 1}{_IMAGE_SUFFIX.get(image.media_type, '')}": image
-        for index, image in enumerate(conversation.images)
-    }
+    return {paths.scratch / name: image for name, image in image_files(conversation).items()}
 
 
 def _thread_of(message: dict[str, Any]) -> str | None:
@@ -330,9 +323,8 @@ class CodexSession(WarmSession):
             text = "\n".join(str(part) for part in summary) if isinstance(summary, list) else ""
             return [ReasoningDelta(text)] if text else []
         if method == "item/started" and item.get("type") == "mcpToolCall" and item.get("server") == TOOL_SERVER:
-            arguments = item.get("arguments")
             self._calls += 1
-            return whole_call(self._calls - 1, str(item.get("tool")), arguments if isinstance(arguments, dict) else {})
+            return _client_call(self._calls - 1, item)
         if method == "thread/tokenUsage/updated":
             usage = params.get("tokenUsage")
             self._usage = _usage(_snake(usage.get("total")) if isinstance(usage, dict) else None)
@@ -345,15 +337,10 @@ class CodexSession(WarmSession):
             return Completed(self._usage)
         error: dict[str, Any] = turn["error"] if isinstance(turn.get("error"), dict) else {}
         message = str(error.get("message") or f"codex: the turn ended {turn.get('status')}")
-        if _CUT in message:
-            return Completed(self._usage, "length")
         info = error.get("codexErrorInfo")
-        status = _STATUS.search(message)
-        if isinstance(info, dict):
-            attempts = info.get("responseTooManyFailedAttempts")
-            if isinstance(attempts, dict) and isinstance(attempts.get("httpStatusCode"), int):
-                return Failed(message, attempts["httpStatusCode"])
-        return Failed(message, int(status.group(1)) if status else None)
+        attempts = info.get("responseTooManyFailedAttempts") if isinstance(info, dict) else None
+        status = attempts.get("httpStatusCode") if isinstance(attempts, dict) else None
+        return _turn_failed(message, self._usage, status if isinstance(status, int) else None)
 
     def usage_so_far(self) -> TokenUsage | None:
         return self._usage
@@ -365,6 +352,22 @@ class CodexSession(WarmSession):
 
     def closing(self) -> Call | None:
         return None if self.key is None else Call("thread/unsubscribe", {"threadId": self.key})
+
+
+def _client_call(index: int, item: dict[str, Any]) -> list[Event]:
+    """The events of codex's MCP call of a client tool, which it reports whole (exec and app server alike)."""
+    arguments = item.get("arguments")
+    return whole_call(index, str(item.get("tool")), arguments if isinstance(arguments, dict) else {})
+
+
+def _turn_failed(message: str, usage: TokenUsage | None, status: int | None = None) -> Event:
+    """A failed turn's end (exec and app server alike): cut at the output limit, the answer so far is the
+    answer; else a failure, with the provider's status as stated or as the message spells it."""
+    if _CUT in message:
+        return Completed(usage, "length")
+    if status is None and (match := _STATUS.search(message)):
+        status = int(match.group(1))
+    return Failed(message, status)
 
 
 def _snake(usage: Any) -> dict[str, Any] | None:

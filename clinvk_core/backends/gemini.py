@@ -18,6 +18,7 @@ from clinvk_core.backends.base import (
     RunRequest,
     as_int,
     config_dir,
+    image_files,
     whole_call,
 )
 from clinvk_core.config import ToolMode
@@ -37,7 +38,6 @@ _RETRY_AFTER = re.compile(r"Suggested retry after (\d+)s")
 _QUOTA = ("Please wait and try again later", "RESOURCE_EXHAUSTED", "Quota exceeded")
 TOOL_PREFIX = f"mcp_{TOOL_SERVER}_"  # how gemini names an MCP server's tools for the model
 _WAIT_FOR_PREVIOUS = "wait_for_previous"  # a parameter gemini adds to every tool's schema
-_IMAGE_SUFFIX = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 
 
 class Gemini(Backend):
@@ -67,10 +67,8 @@ class Gemini(Backend):
             files[system_md] = conversation.system
             env["GEMINI_SYSTEM_MD"] = str(system_md)  # replaces the CLI's own system prompt
         # Images are files in the working directory, each mentioned (@path) where the prompt shows it.
-        images = {index: f"images/{index + 1}{_IMAGE_SUFFIX.get(image.media_type, '')}"
-                  for index, image in enumerate(conversation.images)}  # fmt: skip
-        for index, image in enumerate(conversation.images):
-            files[paths.workdir / images[index]] = image.data
+        images = image_files(conversation)
+        files |= {paths.workdir / name: image.data for name, image in images.items()}
         content = json.dumps(_settings(settings, request))
         upstream = settings.upstream
         if not upstream.configured:
@@ -83,7 +81,8 @@ class Gemini(Backend):
                 env["GOOGLE_GEMINI_BASE_URL"] = upstream.base_url
             if upstream.api_key:
                 env["GEMINI_API_KEY"] = upstream.api_key
-        prompt = render_prompt(conversation, lambda index, image: f"@{images[index]}")
+        names = list(images)
+        prompt = render_prompt(conversation, lambda index, image: f"@{names[index]}")
         return Invocation(argv=tuple(argv), env=env, stdin=prompt, files=files)
 
     def login_files(self, env: Mapping[str, str], login: Mapping[str, Any]) -> dict[Path, str]:

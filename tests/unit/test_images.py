@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from clinvk_core.config import ImageUrlPolicy
 from clinvk_core.conversation import ImagePart
 from clinvk_core.errors import InvalidRequest
-from clinvk_core.images import ImageLoader, ImageUrlPolicy, sniff
+from clinvk_core.images import ImageLoader, sniff
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 SIGNATURES = {
