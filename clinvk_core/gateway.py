@@ -227,7 +227,8 @@ class Gateway:
         """The turn's events, failures raised as gateway errors; the turn ends early at a client tool call.
 
         ``items`` are the events of each line (or notification) of the CLI, and None once the bridge
-        saw the CLI call a client tool: when the CLI has shown that call too, the model's turn is over.
+        saw the CLI call a client tool: when the CLI has shown that call too, the model's turn is over
+        (unless the backend ``ends_calls_in_stream``: its parser's Completed says when).
         """
         budget = deadline - asyncio.get_running_loop().time()
         streamed_text = called = False
@@ -248,7 +249,7 @@ class Gateway:
                     yield event
                     if state.completed:
                         return
-                if called and calls:
+                if called and calls and not backend.ends_calls_in_stream:
                     # The model ended its turn with calls of client tools: the client runs them, not the CLI.
                     yield Completed(usage_so_far(), "tool_calls")
                     return

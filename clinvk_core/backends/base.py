@@ -147,6 +147,9 @@ class Backend(ABC):
     name: ClassVar[BackendName]
     executable: ClassVar[str]
     warm_kind: ClassVar[WarmKind | None] = None
+    # Whether the parser ends a turn of client tool calls itself, where the model's message ends. Else the
+    # turn ends when the tool bridge sees the CLI call one, which such a CLI does only once all are shown.
+    ends_calls_in_stream: ClassVar[bool] = False
     # Variables of the CLI's own (vendor) configuration, passed through from the gateway's
     # environment only when no upstream is configured, so a local login keeps working.
     passthrough_env: ClassVar[tuple[str, ...]] = ()

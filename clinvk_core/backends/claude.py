@@ -53,6 +53,7 @@ class Claude(Backend):
     name = "claude"
     executable = "claude"
     warm_kind = "prespawn"
+    ends_calls_in_stream = True  # claude calls a tool as soon as its block is complete, before the next
     passthrough_env = (
         "ANTHROPIC_API_KEY",
         "ANTHROPIC_AUTH_TOKEN",
@@ -224,9 +225,13 @@ class ClaudeParser(OutputParser):
                 usage = self._message_usage
                 self._message_usage = TokenUsage(usage.prompt_tokens, output, usage.cached_tokens)
             delta = event.get("delta")
-            if isinstance(delta, dict) and delta.get("stop_reason") == "max_tokens":
+            stop_reason = delta.get("stop_reason") if isinstance(delta, dict) else None
+            if stop_reason == "max_tokens":
                 # The answer is cut where the client's limit cut it: claude would ask the model to go on.
                 return [Completed(self.usage_so_far(), "length")]
+            if stop_reason == "tool_use" and self._calls:
+                # The model's message ends with calls of client tools: the client runs them, not the CLI.
+                return [Completed(self.usage_so_far(), "tool_calls")]
         elif kind == "content_block_start":
             return self._block_start(event)
         elif kind == "content_block_delta":

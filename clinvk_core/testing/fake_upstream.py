@@ -107,7 +107,7 @@ class Script:
 
     text: str = "pong from fake"
     chunks: list[str] | None = None  # explicit chunking (wins over `text`); default: ~words, spaces kept
-    chunk_delay: float = 0.0  # seconds between chunks (after the first)
+    chunk_delay: float = 0.0  # seconds between chunks (after the first); Anthropic: between calls too
     usage: Usage = field(default_factory=Usage)
     status: int = 200  # != 200: that HTTP status with the provider's own error JSON body
     error_message: str = ""  # error body text; default depends on the status
@@ -1109,11 +1109,11 @@ class FakeUpstream:
             if not body.get("stream"):
                 return JSONResponse(_anthropic_call_message(msg_id, model, calls, script.usage), headers=headers)
             events = _anthropic_call_events(msg_id, model, calls, script.usage)
-            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
-        reply = _reply(script, "anthropic", body)
-        if not body.get("stream"):
-            return JSONResponse(_anthropic_message(msg_id, model, reply), headers=headers)
-        events = _anthropic_events(msg_id, model, reply)
+        else:
+            reply = _reply(script, "anthropic", body)
+            if not body.get("stream"):
+                return JSONResponse(_anthropic_message(msg_id, model, reply), headers=headers)
+            events = _anthropic_events(msg_id, model, reply)
         stream = self._paced(events, lambda e: e.startswith(b"event: content_block_delta"), script.chunk_delay)
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 

@@ -133,7 +133,9 @@ def test_streamed_call_deltas_add_up_to_the_buffered_answer(
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_parallel_calls(backend: str, client: openai.OpenAI, fake: FakeUpstream) -> None:
-    fake.set_script(Script(tool_calls=[WEATHER_CALL, ScriptedCall("get_time", {"tz": "UTC"})]))
+    # The second call streams well after the first: claude may call the first before the model's message ends.
+    both = [WEATHER_CALL, ScriptedCall("get_time", {"tz": "UTC"})]
+    fake.set_script(Script(tool_calls=both, chunk_delay=0.3))
     calls = function_calls(client.chat.completions.create(model=backend, messages=QUESTION, tools=TOOLS))
     if backend == "codex":  # codex runs one call at a time: only the first shows before it waits
         assert calls == [("get_weather", {"city": "Paris", "unit": "C"})]

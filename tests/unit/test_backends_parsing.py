@@ -358,7 +358,10 @@ def test_claude_tool_calls_stream_as_started_argument_pieces_and_done(capture: C
         ToolCallArguments(1, '{"tz": "UTC"}'),
         ToolCallDone(1, "get_time", '{"tz": "UTC"}'),
     ]
-    assert not any(isinstance(e, Completed) for e in events)  # the CLI waits for the bridge: no result line
+    # The turn ends where the model's message does, not at the bridge: claude calls the first tool as soon
+    # as its block is complete, before the second has streamed.
+    assert events[-1] == Completed(TokenUsage(prompt_tokens=10, completion_tokens=5, cached_tokens=0), "tool_calls")
+    assert sum(isinstance(e, Completed) for e in events) == 1
 
 
 def test_claude_usage_so_far_counts_every_model_call_of_the_turn(capture: Capture) -> None:
@@ -370,7 +373,9 @@ def test_claude_usage_so_far_counts_every_model_call_of_the_turn(capture: Captur
 
 def test_claude_own_tools_are_no_client_calls() -> None:
     start = {"type": "content_block_start", "index": 0, "content_block": {"type": "tool_use", "name": "Bash"}}
-    assert feed(Claude(), line({"type": "stream_event", "event": start, "parent_tool_use_id": None})) == []
+    stop = {"type": "message_delta", "delta": {"stop_reason": "tool_use"}}
+    lines = [line({"type": "stream_event", "event": e, "parent_tool_use_id": None}) for e in (start, stop)]
+    assert parse(Claude(), lines) == []  # nor is the end of its message the end of the turn
 
 
 def test_claude_structured_output_is_the_answer_text() -> None:
