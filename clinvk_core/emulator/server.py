@@ -154,8 +154,9 @@ class Emulator:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    for app in self._streaming_apps():
-                        await apps.enter_async_context(app.router.lifespan_context(app))
+                    # All at once: each start-up waits (up to CLINVK_WARM_START_SECONDS) for its own pools.
+                    lifespans = [app.router.lifespan_context(app) for app in self._streaming_apps()]
+                    await asyncio.gather(*(apps.enter_async_context(lifespan) for lifespan in lifespans))
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await apps.aclose()
