@@ -14,11 +14,12 @@ from typing import Any
 
 from starlette.types import Send
 
+from clinvk_core.answer import Turn
 from clinvk_core.anthropic.errors import error_body, error_response
 from clinvk_core.anthropic.render import MessageMeta, stop_reason, tool_use_id, usage_of
 from clinvk_core.anthropic.schema import MessageOut, Usage
 from clinvk_core.anthropic.stops import StopScanner
-from clinvk_core.errors import GatewayError, UpstreamFailed
+from clinvk_core.errors import GatewayError
 from clinvk_core.events import (
     Completed,
     Event,
@@ -51,16 +52,16 @@ class MessageStream(StreamedResponse[AsyncIterator[Event]]):
 
     async def relay(self, events: AsyncIterator[Event], send: Send) -> None:
         blocks = Blocks(self._meta)
-        async with aclosing(with_keepalive(events, self._keepalive)) as items:
+        turn = Turn(events)  # its end is the last event: the CLI's exit and clean-up come after the answer
+        async with aclosing(with_keepalive(turn, self._keepalive)) as items:
             async for event in items:
                 if event is None:
                     await send_body(send, PING)
-                    continue
-                for data in blocks.feed(event):
-                    await send_body(send, named_sse(data))
-                if isinstance(event, Completed):
-                    return  # the CLI's own exit and clean-up happen after the client has its answer
-        raise UpstreamFailed("The CLI ended without completing the turn.")
+                elif not isinstance(event, Completed):
+                    for data in blocks.feed(event):
+                        await send_body(send, named_sse(data))
+        for data in blocks.feed(turn.completed):
+            await send_body(send, named_sse(data))
 
     async def fail(self, error: GatewayError, send: Send) -> None:
         await send_body(send, named_sse(error_body(error)))

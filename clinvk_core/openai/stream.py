@@ -13,14 +13,13 @@ from typing import Any
 
 from starlette.types import Send
 
-from clinvk_core.answer import total_usage, until_completed
-from clinvk_core.errors import GatewayError, UpstreamFailed
+from clinvk_core.answer import Turn, total_usage
+from clinvk_core.errors import GatewayError
 from clinvk_core.events import (
     Completed,
     Event,
     ReasoningDelta,
     TextDelta,
-    TokenUsage,
     ToolCallArguments,
     ToolCallStarted,
 )
@@ -58,9 +57,9 @@ class ChatCompletionStream(StreamedResponse[Choices]):
             await send_body(send, chunk(self._meta, {"role": "assistant", "content": ""}, index=index))
 
     async def relay(self, choices: Choices, send: Send) -> None:
-        usages: list[TokenUsage | None] = []
+        turns = [Turn(events) for events in choices]
         ids: dict[tuple[int, int], str] = {}  # (choice, call index) -> the call's id
-        async for item in with_keepalive(_merged(choices), self._keepalive):
+        async for item in with_keepalive(_merged(turns), self._keepalive):
             if item is None:
                 await send_body(send, KEEPALIVE)
                 continue
@@ -68,13 +67,11 @@ class ChatCompletionStream(StreamedResponse[Choices]):
             if isinstance(event, Completed):
                 # Finish now: the CLI's own exit and clean-up happen after the client has its answer.
                 await send_body(send, chunk(self._meta, {}, finish_reason(self._meta, event), index=index))
-                usages.append(event.usage)
             elif (delta := self._delta(event, index, ids)) is not None:
                 await send_body(send, chunk(self._meta, delta, index=index))
-        if len(usages) < len(choices):
-            raise UpstreamFailed("The CLI ended without completing the turn.")
+        usage = total_usage([turn.completed.usage for turn in turns])
         if self._include_usage:
-            await send_body(send, usage_chunk(self._meta, total_usage(usages)))
+            await send_body(send, usage_chunk(self._meta, usage))
         await send_body(send, DONE)
 
     async def fail(self, error: GatewayError, send: Send) -> None:
@@ -101,26 +98,26 @@ class ChatCompletionStream(StreamedResponse[Choices]):
         return None
 
 
-async def _merged(choices: Choices) -> AsyncIterator[tuple[int, Event]]:
-    """The events of every choice's run up to its end of turn as they come, tagged with the choice's index."""
-    if len(choices) == 1:
-        async for event in until_completed(choices[0]):
+async def _merged(turns: Sequence[Turn]) -> AsyncIterator[tuple[int, Event]]:
+    """The events of every choice's turn as they come, tagged with the choice's index."""
+    if len(turns) == 1:
+        async for event in turns[0]:
             yield 0, event
         return
     queue: asyncio.Queue[tuple[int, Event] | BaseException | None] = asyncio.Queue()
 
-    async def pump(index: int, events: AsyncIterator[Event]) -> None:
+    async def pump(index: int, turn: Turn) -> None:
         try:
-            async for event in until_completed(events):
+            async for event in turn:
                 await queue.put((index, event))
             await queue.put(None)
         except Exception as error:  # handed to the reader, which raises it
             await queue.put(error)
 
-    tasks = [asyncio.ensure_future(pump(index, events)) for index, events in enumerate(choices)]
+    tasks = [asyncio.ensure_future(pump(index, turn)) for index, turn in enumerate(turns)]
     try:
         finished = 0
-        while finished < len(choices):
+        while finished < len(turns):
             item = await queue.get()
             if item is None:
                 finished += 1

@@ -10,9 +10,9 @@ from typing import Any, cast
 import openai.types.chat as sdk
 import pytest
 
-from clinvk_core.answer import Answer
+from clinvk_core.answer import Answer, Turn
 from clinvk_core.errors import RateLimited, Timeout, UpstreamFailed
-from clinvk_core.events import Completed, TokenUsage, ToolCallDone
+from clinvk_core.events import Completed, Event, TextDelta, TokenUsage, ToolCallDone
 from clinvk_core.openai.render import (
     DONE,
     ResponseMeta,
@@ -255,3 +255,21 @@ def test_with_keepalive_closing_early_cancels_the_pending_read() -> None:
         return was_cancelled.is_set()
 
     assert asyncio.run(asyncio.wait_for(main(), 5))
+
+
+def test_turn_ends_at_its_end_and_fails_without_one() -> None:
+    async def events(*items: Event) -> AsyncIterator[Event]:
+        for item in items:
+            yield item
+
+    async def read(turn: Turn) -> list[Event]:
+        return [event async for event in turn]
+
+    end = Completed(USAGE)
+    turn = Turn(events(TextDelta("hi"), end, TextDelta("after the end: nobody waits for it")))
+    assert asyncio.run(read(turn)) == [TextDelta("hi"), end]
+    assert turn.completed == end
+    cut = Turn(events(TextDelta("hi")))
+    assert asyncio.run(read(cut)) == [TextDelta("hi")]
+    with pytest.raises(UpstreamFailed, match="without completing the turn"):
+        _ = cut.completed

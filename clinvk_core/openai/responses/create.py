@@ -14,8 +14,8 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
-from clinvk_core.answer import until_completed
-from clinvk_core.errors import InvalidRequest, UpstreamFailed
+from clinvk_core.answer import Turn
+from clinvk_core.errors import InvalidRequest
 from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
 from clinvk_core.openai.errors import error_response
@@ -85,16 +85,12 @@ class ResponseJSON(BufferedResponse[AsyncIterator[Event]]):
 
     async def build(self, events: AsyncIterator[Event]) -> dict[str, Any]:
         builder = OutputBuilder(self._meta.namespaces)
-        completed: Completed | None = None
-        async for event in until_completed(events):
-            if isinstance(event, Completed):
-                completed = event
-            else:
+        turn = Turn(events)
+        async for event in turn:
+            if not isinstance(event, Completed):
                 builder.feed(event)
-        if completed is None:
-            raise UpstreamFailed("The CLI ended without completing the turn.")
-        builder.finish(completed)
-        answer = finished_response(self._meta, builder.items, completed)
+        builder.finish(turn.completed)
+        answer = finished_response(self._meta, builder.items, turn.completed)
         return await self._keeper.keep(answer) if self._keeper is not None else answer
 
 

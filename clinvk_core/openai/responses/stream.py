@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 
 from starlette.types import Send
 
-from clinvk_core.answer import until_completed
-from clinvk_core.errors import GatewayError, UpstreamFailed
+from clinvk_core.answer import Turn
+from clinvk_core.errors import GatewayError
 from clinvk_core.events import Completed, Event
 from clinvk_core.openai.errors import error_response
 from clinvk_core.openai.responses.render import (
@@ -42,17 +42,14 @@ class ResponseStream(StreamedResponse[AsyncIterator[Event]]):
             await send_body(send, named_sse(self._builder.event(kind, response=started)))
 
     async def relay(self, events: AsyncIterator[Event], send: Send) -> None:
-        completed: Completed | None = None
-        async for event in with_keepalive(until_completed(events), self._keepalive):
+        turn = Turn(events)  # its end is the last event: the CLI's exit and clean-up come after the answer
+        async for event in with_keepalive(turn, self._keepalive):
             if event is None:
                 await send_body(send, KEEPALIVE)
-            elif isinstance(event, Completed):
-                completed = event  # the last event: the CLI's own exit and clean-up come after the answer
-            else:
+            elif not isinstance(event, Completed):
                 for out in self._builder.feed(event):
                     await send_body(send, named_sse(out))
-        if completed is None:
-            raise UpstreamFailed("The CLI ended without completing the turn.")
+        completed = turn.completed
         for done in self._builder.finish(completed):
             await send_body(send, named_sse(done))
         response = finished_response(self._meta, self._builder.items, completed)
