@@ -21,7 +21,7 @@ from clinvk_core.bridge import BridgeSession, ToolBridge
 from clinvk_core.childenv import child_environment
 from clinvk_core.config import BACKEND_NAMES, PROJECT_ROOT, BackendName, Settings, get_settings
 from clinvk_core.conversation import Conversation
-from clinvk_core.errors import BackendUnavailable, InvalidRequest, RateLimited, Timeout, UpstreamFailed
+from clinvk_core.errors import BackendUnavailable, InvalidRequest, ModelNotFound, RateLimited, Timeout, UpstreamFailed
 from clinvk_core.events import (
     Completed,
     Event,
@@ -95,6 +95,13 @@ class Gateway:
 
     def unavailable_reason(self, backend: BackendName) -> str | None:
         return self._unavailable.get(backend)
+
+    def available_route(self, model: str) -> Route:
+        """The route of a model this instance can serve (what GET /models/{model} answers); else a 404."""
+        route = self.route(model)
+        if (reason := self.unavailable_reason(route.backend)) is not None:
+            raise ModelNotFound(f"The model {model!r} is not available: {reason}")
+        return route
 
     @contextlib.asynccontextmanager
     async def run(

@@ -14,18 +14,17 @@ from clinvk_core.anthropic.render import MessageMeta, message, message_id
 from clinvk_core.anthropic.schema import CountTokensRequest, MessagesRequest, Thinking
 from clinvk_core.anthropic.stream import MessageStream
 from clinvk_core.anthropic.translate import to_conversation
-from clinvk_core.errors import InvalidRequest
 from clinvk_core.events import Event
 from clinvk_core.gateway import Gateway
 from clinvk_core.web.access_log import request_log
 from clinvk_core.web.run_response import BufferedResponse, OpenRun
-from clinvk_core.web.turn import image_loader, open_turn
+from clinvk_core.web.turn import check_message_count, image_loader, open_turn
 
 
 async def create_message(body: MessagesRequest, request: Request, gateway: Gateway) -> Response:
     record = request_log(request.scope)
     record.note(model=body.model, stream=bool(body.stream))
-    check_message_count(body, gateway)
+    check_message_count(gateway, len(body.messages), "messages")
     route = gateway.route(body.model)
     record.note(backend=route.backend)
     conversation = await to_conversation(body, image_loader(gateway))
@@ -38,17 +37,12 @@ async def create_message(body: MessagesRequest, request: Request, gateway: Gatew
 
 def count_tokens(body: CountTokensRequest, gateway: Gateway) -> NoReturn:
     """A clear 501 for any valid request: a count would need a model run, and clinvk does not estimate."""
-    check_message_count(body, gateway)
+    check_message_count(gateway, len(body.messages), "messages")
     gateway.route(body.model)  # an unknown model is a 404, as for a message
     raise CountingUnavailable(
         "Token counting is not available: the CLIs behind this gateway count tokens only by running the model, "
         "and clinvk does not estimate. The usage of a message response has the exact counts."
     )
-
-
-def check_message_count(body: CountTokensRequest, gateway: Gateway) -> None:
-    if len(body.messages) > gateway.settings.max_messages:
-        raise InvalidRequest(f"Too many messages: {len(body.messages)} (the limit is {gateway.settings.max_messages}).")
 
 
 def shows_thinking(thinking: Thinking | None) -> bool:

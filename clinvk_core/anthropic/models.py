@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from clinvk_core.anthropic.schema import ModelInfo, ModelList
-from clinvk_core.errors import InvalidRequest, ModelNotFound
+from clinvk_core.errors import InvalidRequest
 from clinvk_core.gateway import Gateway
 
 MAX_LIMIT = 1000
@@ -31,11 +31,7 @@ def list_models(
 
 def retrieve_model(gateway: Gateway, model: str) -> ModelInfo:
     """Any routable name whose backend is available (``claude``, ``claude/sonnet``, ``gemini-2.5-pro``...)."""
-    route = gateway.route(model)
-    reason = gateway.unavailable_reason(route.backend)
-    if reason is not None:
-        raise ModelNotFound(f"The model {model!r} is not available: {reason}")
-    return _info(model, route.backend)
+    return _info(model, gateway.available_route(model).backend)
 
 
 def _info(model: str, backend: str) -> ModelInfo:

@@ -23,7 +23,7 @@ from clinvk_core.openai.stream import ChatCompletionStream, Choices, OpenChoices
 from clinvk_core.openai.translate import to_conversation
 from clinvk_core.web.access_log import request_log
 from clinvk_core.web.run_response import BufferedResponse, OpenRun
-from clinvk_core.web.turn import image_loader, open_turn
+from clinvk_core.web.turn import check_message_count, image_loader, open_turn
 
 MAX_CHOICES = 8  # n: each choice is a CLI run of its own
 
@@ -32,11 +32,7 @@ async def chat_completion(body: ChatCompletionRequest, request: Request, gateway
     record = request_log(request.scope)
     record.note(model=body.model, stream=bool(body.stream))
     _reject_unsupported(body)
-    if len(body.messages) > gateway.settings.max_messages:
-        raise InvalidRequest(
-            f"Too many messages: {len(body.messages)} (the limit is {gateway.settings.max_messages}).",
-            param="messages",
-        )
+    check_message_count(gateway, len(body.messages), "messages")
     route = gateway.route(body.model)
     record.note(backend=route.backend)
     conversation = await to_conversation(body, image_loader(gateway))

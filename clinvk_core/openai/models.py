@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from clinvk_core.errors import ModelNotFound
 from clinvk_core.gateway import Gateway
 from clinvk_core.openai.schema import Model, ModelList
 
@@ -13,8 +12,5 @@ def list_models(gateway: Gateway) -> ModelList:
 
 def retrieve_model(gateway: Gateway, model: str) -> Model:
     """Any routable name whose backend is available (``claude``, ``claude-sonnet-4-5``...); else 404."""
-    route = gateway.route(model)
-    reason = gateway.unavailable_reason(route.backend)
-    if reason is not None:
-        raise ModelNotFound(f"The model {model!r} is not available: {reason}")
+    gateway.available_route(model)
     return Model(id=model)

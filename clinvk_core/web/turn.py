@@ -52,6 +52,12 @@ def open_turn(
     return open_run
 
 
+def check_message_count(gateway: Gateway, count: int, param: str, what: str = "messages") -> None:
+    """A 400 for a conversation longer than the configured limit, before anything is done with it."""
+    if count > gateway.settings.max_messages:
+        raise InvalidRequest(f"Too many {what}: {count} (the limit is {gateway.settings.max_messages}).", param=param)
+
+
 def image_loader(gateway: Gateway) -> ImageLoader:
     """The request's images, loaded within the configured limits (one loader per request: it counts them)."""
     settings = gateway.settings

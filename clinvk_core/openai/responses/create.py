@@ -15,7 +15,6 @@ from fastapi import Request
 from starlette.responses import Response
 
 from clinvk_core.answer import Turn
-from clinvk_core.errors import InvalidRequest
 from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
 from clinvk_core.openai.errors import error_response
@@ -29,7 +28,7 @@ from clinvk_core.store import ResponseStore
 from clinvk_core.web.access_log import request_log
 from clinvk_core.web.auth import caller
 from clinvk_core.web.run_response import BufferedResponse, OpenRun
-from clinvk_core.web.turn import image_loader, open_turn
+from clinvk_core.web.turn import check_message_count, image_loader, open_turn
 
 SUMMARIES = frozenset({"auto", "concise", "detailed"})
 VERBOSITIES = frozenset({"low", "medium", "high"})
@@ -50,12 +49,7 @@ async def create_response(
     if body.previous_response_id is not None:
         earlier = await asyncio.to_thread(history, store, body.previous_response_id, owner)
     located = [*earlier, *inputs]
-    if len(located) > gateway.settings.max_messages:
-        raise InvalidRequest(
-            f"Too many input items: {len(located)} with the earlier turns (the limit is "
-            f"{gateway.settings.max_messages}).",
-            param="input",
-        )
+    check_message_count(gateway, len(located), "input", "input items (the earlier turns included)")
     conversation = await to_conversation(body, located, tools, image_loader(gateway))
     open_run = open_turn(gateway, route, conversation, request, input_param="input")
     keep = body.store is not False
