@@ -2,14 +2,16 @@
 
 Each stored response is one immutable record, written once and never updated, so concurrent writers
 (two requests continuing the same conversation) never lose each other's records. A conversation is
-the chain of records linked by ``previous_id``. Records are private to their ``owner`` (the digest of
-the API key that created them, "" when the gateway has no keys) and expire ``ttl`` after creation:
-an unknown, expired or foreign id reads as absent.
+the chain of records linked by ``previous_id``; each record names all its ``earlier`` ones, so that a
+conversation is read in two calls (``get``, then ``get_many``), not one per turn. Records are private
+to their ``owner`` (the digest of the API key that created them, "" when the gateway has no keys) and
+expire ``ttl`` after creation: an unknown, expired or foreign id reads as absent.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +22,13 @@ class StoredResponse:
     owner: str
     created_at: int  # epoch seconds
     expires_at: int  # epoch seconds; absent from then on
-    previous_id: str | None
+    earlier: tuple[str, ...]  # the ids of the conversation's earlier records, newest (the previous one) first
     response: dict[str, Any]  # the response object, as the API returned it
     input_items: list[dict[str, Any]] = field(default_factory=list)  # this turn's input items (with ids)
+
+    @property
+    def previous_id(self) -> str | None:
+        return self.earlier[0] if self.earlier else None
 
 
 class StoreError(Exception):
@@ -43,6 +49,10 @@ class ResponseStore(ABC):
     @abstractmethod
     def get(self, response_id: str, owner: str) -> StoredResponse | None:
         """The record, or None when unknown, expired or someone else's."""
+
+    @abstractmethod
+    def get_many(self, response_ids: Sequence[str], owner: str) -> dict[str, StoredResponse]:
+        """The records found, by id, in one round trip; those unknown, expired or someone else's are left out."""
 
     @abstractmethod
     def delete(self, response_id: str, owner: str) -> bool:

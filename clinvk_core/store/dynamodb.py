@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import hmac
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from clinvk_core.store.base import ResponseStore, StoredResponse, StoreError
 from clinvk_core.store.codec import pack, unpack
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
+BATCH_KEYS = 100  # DynamoDB's limit for one BatchGetItem
+BATCH_ROUNDS = 5  # calls one get_many makes at most, keys left unprocessed (throttling) included
 _NAMES = {"#id": "id", "#owner": "owner", "#expires": "expires_at"}  # "owner" is a reserved word
 
 
@@ -44,10 +46,8 @@ class DynamoDbStore(ResponseStore):
             "owner": {"S": record.owner},
             "created_at": {"N": str(record.created_at)},
             "expires_at": {"N": str(record.expires_at)},
-            "body": {"B": pack(record.response, record.input_items)},
+            "body": {"B": pack(record)},
         }
-        if record.previous_id is not None:
-            item["previous_id"] = {"S": record.previous_id}
         try:
             with _store_errors():
                 self.client.put_item(
@@ -63,15 +63,31 @@ class DynamoDbStore(ResponseStore):
         with _store_errors():
             found = self.client.get_item(TableName=self.table, Key={"id": {"S": response_id}}, ConsistentRead=True)
         item = found.get("Item")
-        if item is None or not hmac.compare_digest(item["owner"]["S"], owner):
-            return None
+        return None if item is None else self._owned(item, owner)
+
+    def get_many(self, response_ids: Sequence[str], owner: str) -> dict[str, StoredResponse]:
+        wanted: list[dict[str, AttributeValueTypeDef]] = [{"id": {"S": i}} for i in dict.fromkeys(response_ids)]
+        items: list[dict[str, Any]] = []
+        for _ in range(BATCH_ROUNDS):
+            if not wanted:
+                break
+            batch, wanted = wanted[:BATCH_KEYS], wanted[BATCH_KEYS:]
+            with _store_errors():
+                found = self.client.batch_get_item(RequestItems={self.table: {"Keys": batch, "ConsistentRead": True}})
+            items += found.get("Responses", {}).get(self.table, [])
+            if unprocessed := found.get("UnprocessedKeys", {}).get(self.table):  # throttled: asked again
+                wanted += unprocessed["Keys"]
+        if wanted:
+            raise StoreError("The DynamoDB store failed: reads left unprocessed")
+        records = (self._owned(item, owner) for item in items)
+        return {record.id: record for record in records if record is not None}
+
+    def _owned(self, item: Mapping[str, Any], owner: str) -> StoredResponse | None:
+        """The item's record if it is the owner's and has not expired (TTL may not have removed it yet)."""
         expires_at = int(item["expires_at"]["N"])
-        if expires_at <= self._clock():
-            return None  # TTL has not removed it yet
-        response, input_items = unpack(item["body"]["B"])
-        previous = item["previous_id"]["S"] if "previous_id" in item else None
-        created_at = int(item["created_at"]["N"])
-        return StoredResponse(response_id, owner, created_at, expires_at, previous, response, input_items)
+        if not hmac.compare_digest(item["owner"]["S"], owner) or expires_at <= self._clock():
+            return None
+        return unpack(item["body"]["B"], item["id"]["S"], owner, int(item["created_at"]["N"]), expires_at)
 
     def delete(self, response_id: str, owner: str) -> bool:
         try:

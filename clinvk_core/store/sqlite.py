@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from clinvk_core.store.base import ResponseStore, StoredResponse, StoreError
@@ -27,7 +28,6 @@ CREATE TABLE IF NOT EXISTS responses (
     owner TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
-    previous_id TEXT,
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS responses_expiry ON responses (expires_at);
@@ -42,23 +42,33 @@ class SqliteStore(ResponseStore):
         self._lock = threading.Lock()
 
     def put(self, record: StoredResponse) -> None:
-        body = pack(record.response, record.input_items)
+        body = pack(record)
         with self._connection() as db:
             db.execute("DELETE FROM responses WHERE expires_at <= ?", (int(self._clock()),))
             db.execute(
-                "INSERT INTO responses (id, owner, created_at, expires_at, previous_id, body) VALUES (?,?,?,?,?,?)",
-                (record.id, record.owner, record.created_at, record.expires_at, record.previous_id, body),
+                "INSERT INTO responses (id, owner, created_at, expires_at, body) VALUES (?,?,?,?,?)",
+                (record.id, record.owner, record.created_at, record.expires_at, body),
             )
 
     def get(self, response_id: str, owner: str) -> StoredResponse | None:
+        return self.get_many([response_id], owner).get(response_id)
+
+    def get_many(self, response_ids: Sequence[str], owner: str) -> dict[str, StoredResponse]:
+        ids = list(dict.fromkeys(response_ids))
+        if not ids:
+            return {}
         with self._connection() as db:
-            row = db.execute(
-                "SELECT owner, created_at, expires_at, previous_id, body FROM responses WHERE id = ?", (response_id,)
-            ).fetchone()
-        if row is None or not hmac.compare_digest(row[0], owner) or row[2] <= self._clock():
-            return None
-        response, input_items = unpack(row[4])
-        return StoredResponse(response_id, row[0], row[1], row[2], row[3], response, input_items)
+            rows = db.execute(
+                "SELECT id, owner, created_at, expires_at, body FROM responses"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids),),
+            ).fetchall()
+        now = self._clock()
+        return {
+            row[0]: unpack(row[4], row[0], row[1], row[2], row[3])
+            for row in rows
+            if hmac.compare_digest(row[1], owner) and row[3] > now
+        }
 
     def delete(self, response_id: str, owner: str) -> bool:
         with self._connection() as db:

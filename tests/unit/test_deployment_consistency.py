@@ -8,6 +8,7 @@ run it, and the tests read the CloudFormation it produces.
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import importlib
 import json
@@ -69,6 +70,19 @@ def dockerfile_stages() -> dict[str, Stage]:
             assert current is not None, f"{keyword} before FROM"
             current.instructions.append((keyword.upper(), rest.strip()))
     return stages
+
+
+def dynamodb_calls() -> set[str]:
+    """The DynamoDB actions the store calls (``self.client.get_item`` -> ``GetItem``), read from its code."""
+    tree = ast.parse((PROJECT_ROOT / "clinvk_core" / "store" / "dynamodb.py").read_text(encoding="utf-8"))
+    return {
+        node.func.attr.title().replace("_", "")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == "client"
+    }
 
 
 def lineage(stages: dict[str, Stage], name: str) -> list[Stage]:
@@ -318,7 +332,13 @@ def test_each_role_grants_only_its_functions_logs_the_one_secret_and_the_respons
         assert (read["Action"], read["Resource"]) == ("secretsmanager:GetSecretValue", {"Ref": "SecretArn"})
         if name == "ResponsesRole":
             [[items]] = [policy["PolicyDocument"]["Statement"] for policy in table]
-            assert items["Action"] == ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]
+            assert items["Action"] == [
+                "dynamodb:GetItem",
+                "dynamodb:BatchGetItem",
+                "dynamodb:PutItem",
+                "dynamodb:DeleteItem",
+            ]
+            assert set(items["Action"]) == {f"dynamodb:{call}" for call in dynamodb_calls()}  # no more, no fewer
             assert items["Resource"] == {"Fn::GetAtt": ["ResponsesTable", "Arn"]}
         else:
             assert table == []

@@ -85,7 +85,7 @@ def keep_stored_response(event: dict[str, Any], modules: dict[str, ModuleType]) 
         now = int(time.time())
         response = {"id": response_id, "object": "response", "created_at": now, "status": "completed", "output": []}
         item = {"id": "msg_0", "type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}
-        store.put(StoredResponse(response_id, "", now, now + 3600, None, response, [item]))
+        store.put(StoredResponse(response_id, "", now, now + 3600, (), response, [item]))
 
 
 def invoke(event: dict[str, Any], function: Function, modules: dict[str, ModuleType]) -> tuple[int, bytes]:

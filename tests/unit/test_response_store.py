@@ -14,13 +14,14 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from moto import mock_aws
 
 from clinvk_core.config import PROJECT_ROOT
 from clinvk_core.emulator.template import load_template
 from clinvk_core.store.base import ResponseStore, StoredResponse, StoreError, TooLarge
-from clinvk_core.store.codec import MAX_BODY_BYTES
-from clinvk_core.store.dynamodb import DynamoDbStore
+from clinvk_core.store.codec import MAX_BODY_BYTES, pack
+from clinvk_core.store.dynamodb import BATCH_ROUNDS, DynamoDbStore
 from clinvk_core.store.sqlite import SqliteStore
 
 NOW = 1_800_000_000
@@ -38,11 +39,11 @@ class Clock:
         return self.now
 
 
-def record(response_id: str, *, owner: str = ALICE, previous: str | None = None, ttl: int = 30 * DAY,
+def record(response_id: str, *, owner: str = ALICE, earlier: tuple[str, ...] = (), ttl: int = 30 * DAY,
            text: str = "pong") -> StoredResponse:  # fmt: skip
     response = {"id": response_id, "object": "response", "output": [{"type": "message", "text": text}]}
     items = [{"id": f"msg_{response_id}", "type": "message", "role": "user", "content": [{"type": "input_text"}]}]
-    return StoredResponse(response_id, owner, NOW, NOW + ttl, previous, response, items)
+    return StoredResponse(response_id, owner, NOW, NOW + ttl, earlier, response, items)
 
 
 def table_properties() -> dict[str, Any]:
@@ -89,9 +90,22 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Respo
 
 
 def test_a_record_reads_back_as_written(store: ResponseStore) -> None:
-    written = record("resp_1", previous="resp_0", text='é 🚀 "quoted"\n\x00 \ud800')  # kept exactly
+    written = record("resp_2", earlier=("resp_1", "resp_0"), text='é 🚀 "quoted"\n\x00 \ud800')  # kept exactly
     store.put(written)
-    assert store.get("resp_1", ALICE) == written
+    assert store.get("resp_2", ALICE) == written
+    assert written.previous_id == "resp_1"
+
+
+def test_records_read_together_leave_out_the_absent_expired_and_foreign(store: ResponseStore, clock: Clock) -> None:
+    kept = [record(f"resp_{turn}", earlier=tuple(f"resp_{t}" for t in reversed(range(turn)))) for turn in range(120)]
+    for written in kept:
+        store.put(written)
+    store.put(record("resp_brief", ttl=DAY))
+    store.put(record("resp_bobs", owner=BOB))
+    clock.now = NOW + DAY
+    asked = ["resp_unknown", "resp_brief", "resp_bobs", *(r.id for r in kept), "resp_0"]  # over one batch's 100 keys
+    assert store.get_many(asked, ALICE) == {r.id: r for r in kept}
+    assert store.get_many([], ALICE) == {}
 
 
 def test_unknown_ids_read_as_absent(store: ResponseStore) -> None:
@@ -151,7 +165,7 @@ def test_concurrent_continuations_of_one_response_are_all_kept(store: ResponseSt
     def write(worker: int) -> None:
         try:
             for turn in range(5):
-                store.put(record(f"resp_{worker}_{turn}", previous="resp_root", text=f"{worker}/{turn}"))
+                store.put(record(f"resp_{worker}_{turn}", earlier=("resp_root",), text=f"{worker}/{turn}"))
         except BaseException as error:  # reported below, in the test's thread
             errors.append(error)
 
@@ -193,3 +207,38 @@ def test_the_table_in_the_template_has_ttl_on_the_expiry_attribute() -> None:
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+
+
+def test_dynamodb_asks_again_for_the_keys_it_left_unprocessed(dynamodb: Any) -> None:
+    # moto never throttles: botocore's own Stubber plays DynamoDB's answers of a throttled batch read.
+    store = DynamoDbStore("responses", Clock())
+    store.client = boto3.client("dynamodb")
+    items = {r.id: _item(r) for r in (record("resp_1"), record("resp_2"))}
+    keys = [{"id": {"S": "resp_1"}}, {"id": {"S": "resp_2"}}]
+    throttled: dict[str, Any] = {"responses": {"Keys": keys[1:]}}
+    answers: list[dict[str, Any]] = [
+        {"Responses": {"responses": [items["resp_1"]]}, "UnprocessedKeys": throttled},
+        {"Responses": {"responses": [items["resp_2"]]}},
+    ]
+    with Stubber(store.client) as stub:
+        for asked, answer in zip((keys, keys[1:]), answers, strict=True):
+            request = {"RequestItems": {"responses": {"Keys": asked, "ConsistentRead": True}}}
+            stub.add_response("batch_get_item", answer, request)
+        assert set(store.get_many(["resp_1", "resp_2"], ALICE)) == {"resp_1", "resp_2"}
+        stub.assert_no_pending_responses()
+    with Stubber(store.client) as stub:
+        for _ in range(BATCH_ROUNDS):
+            stub.add_response("batch_get_item", {"Responses": {}, "UnprocessedKeys": {"responses": {"Keys": keys}}})
+        with pytest.raises(StoreError, match="unprocessed"):
+            store.get_many(["resp_1", "resp_2"], ALICE)
+
+
+def _item(written: StoredResponse) -> dict[str, Any]:
+    """The DynamoDB item the store writes for ``written``."""
+    return {
+        "id": {"S": written.id},
+        "owner": {"S": written.owner},
+        "created_at": {"N": str(written.created_at)},
+        "expires_at": {"N": str(written.expires_at)},
+        "body": {"B": pack(written)},
+    }

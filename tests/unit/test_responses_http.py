@@ -8,7 +8,7 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -270,7 +270,7 @@ def test_previous_function_calls_are_answered_by_function_call_output(responses:
     record = store.get(first["id"], "")
     assert record is not None
     with_call = record.response | {"output": [CALL | {"id": "fc_1", "status": "completed"}], "id": "resp_withcall"}
-    store.put(StoredResponse("resp_withcall", "", record.created_at, record.expires_at, None, with_call,
+    store.put(StoredResponse("resp_withcall", "", record.created_at, record.expires_at, (), with_call,
                              record.input_items))  # fmt: skip
     output = {"type": "function_call_output", "call_id": "call_1", "output": "22C"}
     create(responses, input=[output], previous_response_id="resp_withcall", tools=[WEATHER])
@@ -381,10 +381,12 @@ def test_a_conversation_goes_back_a_bounded_way_and_breaks_where_a_response_is_g
     for turn in range(MAX_CHAIN + 1):
         message = {"id": f"msg_{turn}", "type": "message", "role": "user", "content": [{"type": "input_text",
                    "text": f"turn {turn}"}]}  # fmt: skip
-        previous = f"resp_{turn - 1}" if turn else None
-        store.put(StoredResponse(f"resp_{turn}", "", now, now + 60, previous, {"output": []}, [message]))
-    items = history(store, f"resp_{MAX_CHAIN - 1}", "")
-    assert [stored(item)["content"][0]["text"] for _, item in items] == [f"turn {t}" for t in range(MAX_CHAIN)]
+        earlier = tuple(f"resp_{t}" for t in reversed(range(turn)))
+        store.put(StoredResponse(f"resp_{turn}", "", now, now + 60, earlier, {"output": []}, [message]))
+    conversation = history(store, f"resp_{MAX_CHAIN - 1}", "")
+    texts = [stored(item)["content"][0]["text"] for _, item in conversation.items]
+    assert texts == [f"turn {t}" for t in range(MAX_CHAIN)]
+    assert conversation.ids == tuple(f"resp_{t}" for t in reversed(range(MAX_CHAIN)))
     with pytest.raises(InvalidRequest) as too_long:
         history(store, f"resp_{MAX_CHAIN}", "")
     assert too_long.value.param == "previous_response_id"
@@ -404,12 +406,15 @@ class FailingStore(ResponseStore):
     def get(self, response_id: str, owner: str) -> StoredResponse | None:
         raise StoreError("The DynamoDB store failed: ServiceUnavailable")
 
+    def get_many(self, response_ids: Sequence[str], owner: str) -> dict[str, StoredResponse]:
+        raise StoreError("The DynamoDB store failed: ServiceUnavailable")
+
     def delete(self, response_id: str, owner: str) -> bool:
         raise StoreError("The DynamoDB store failed: ServiceUnavailable")
 
 
 def test_a_failing_store_answers_with_store_false_and_its_reads_are_503() -> None:
-    keeper = Keeper(FailingStore(), "", None, [], 3600)
+    keeper = Keeper(FailingStore(), "", (), [], 3600)
     answered = asyncio.run(keeper.keep({"id": "resp_1", "created_at": 1, "store": True}))
     assert answered["store"] is False
     with pytest.raises(StoreUnavailable) as caught:

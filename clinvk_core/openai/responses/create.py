@@ -18,10 +18,10 @@ from clinvk_core.answer import Turn
 from clinvk_core.events import Completed, Event
 from clinvk_core.gateway import Gateway
 from clinvk_core.openai.errors import error_response
-from clinvk_core.openai.responses.items import Located, new_id, parse, printable, stored
+from clinvk_core.openai.responses.items import new_id, parse, printable, stored
 from clinvk_core.openai.responses.render import OutputBuilder, ResponseMeta, finished_response
 from clinvk_core.openai.responses.schema import ResponseCreateRequest
-from clinvk_core.openai.responses.stored import Keeper, history
+from clinvk_core.openai.responses.stored import History, Keeper, history
 from clinvk_core.openai.responses.stream import ResponseStream
 from clinvk_core.openai.responses.translate import Tools, check_supported, offered_tools, to_conversation
 from clinvk_core.store import ResponseStore
@@ -45,10 +45,10 @@ async def create_response(
     tools = offered_tools(body.tools)
     route = gateway.route(body.model)
     record.note(backend=route.backend)
-    earlier: list[Located] = []
+    earlier = History([], ())
     if body.previous_response_id is not None:
         earlier = await asyncio.to_thread(history, store, body.previous_response_id, owner)
-    located = [*earlier, *inputs]
+    located = [*earlier.items, *inputs]
     check_message_count(gateway, len(located), "input", "input items (the earlier turns included)")
     conversation = await to_conversation(body, located, tools, image_loader(gateway))
     open_run = open_turn(gateway, route, conversation, request, input_param="input")
@@ -63,7 +63,7 @@ async def create_response(
     keeper = None
     if keep:
         ttl = gateway.settings.response_ttl_days * 86_400
-        keeper = Keeper(store, owner, body.previous_response_id, [printable(stored(item)) for _, item in inputs], ttl)
+        keeper = Keeper(store, owner, earlier.ids, [printable(stored(item)) for _, item in inputs], ttl)
     if body.stream:
         return ResponseStream(open_run, meta, keeper, gateway.settings.keepalive_seconds)
     return ResponseJSON(open_run, meta, keeper)

@@ -1,9 +1,10 @@
 """Stored responses: continuing a conversation (``previous_response_id``), GET, input_items and DELETE.
 
 A response with ``store`` true (the default) is kept as one record: this turn's input items and the
-response object. ``previous_response_id`` rebuilds the conversation by walking the records back to its
-start, each adding its input items and then its output items. Records belong to the API key that made
-them: another key's id reads as unknown (400 as ``previous_response_id``, 404 on the routes).
+response object. ``previous_response_id`` rebuilds the conversation from that record and the earlier
+ones it names (read together), each adding its input items and then its output items. Records belong to
+the API key that made them: another key's id reads as unknown (400 as ``previous_response_id``, 404 on
+the routes).
 
 The store's calls block (SQLite, DynamoDB over HTTPS): the endpoint runs them in a worker thread.
 """
@@ -25,33 +26,37 @@ MAX_CHAIN = 100  # stored responses one conversation may go back through
 RESPONSE_ID = re.compile(r"resp_[A-Za-z0-9_-]{1,200}")
 
 
-def history(store: ResponseStore, previous_id: str, owner: str) -> list[Located]:
-    """The items of the conversation that ``previous_id`` ends, oldest first (blocking: run it in a thread)."""
-    records: list[StoredResponse] = []
-    next_id: str | None = previous_id
-    while next_id is not None:
-        if len(records) == MAX_CHAIN:
-            raise InvalidRequest(
-                f"The conversation goes back through more than {MAX_CHAIN} stored responses: send its history as "
-                "input instead.",
-                param="previous_response_id",
-            )
-        record = _get(store, next_id, owner)
-        if record is None:
-            earlier = "" if next_id == previous_id else f" (an earlier response of its conversation, {next_id!r})"
-            raise InvalidRequest(
-                f"Previous response with id {previous_id[:80]!r} not found{earlier}: it is unknown, expired, deleted "
-                "or stored with another API key.",
-                param="previous_response_id",
-                code="previous_response_not_found",
-            )
-        records.append(record)
-        next_id = record.previous_id
+@dataclass(frozen=True)
+class History:
+    """The conversation that a response ends: its items, oldest first, and the ids of its records."""
+
+    items: list[Located]
+    ids: tuple[str, ...]  # newest (the previous response) first: the next record's ``earlier``
+
+
+def history(store: ResponseStore, previous_id: str, owner: str) -> History:
+    """The conversation that ``previous_id`` ends, read in two store calls (blocking: run it in a thread)."""
+    latest = _get(store, previous_id, owner)
+    if latest is None:
+        raise _previous_not_found(previous_id, previous_id)
+    ids = (previous_id, *latest.earlier)
+    if len(ids) > MAX_CHAIN:
+        raise InvalidRequest(
+            f"The conversation goes back through more than {MAX_CHAIN} stored responses: send its history as "
+            "input instead.",
+            param="previous_response_id",
+        )
+    try:
+        found = store.get_many(latest.earlier, owner) | {previous_id: latest}
+    except StoreError as error:
+        raise _unavailable(error) from None
+    if missing := [response_id for response_id in ids if response_id not in found]:
+        raise _previous_not_found(previous_id, missing[0])
     items: list[Located] = []
-    for record in reversed(records):
+    for record in (found[response_id] for response_id in reversed(ids)):
         stored = [*record.input_items, *record.response.get("output", [])]
         items += [("previous_response_id", item) for _, item in parse(stored, param="previous_response_id")]
-    return items
+    return History(items, ids)
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,7 @@ class Keeper:
 
     store: ResponseStore
     owner: str
-    previous_id: str | None
+    earlier: tuple[str, ...]  # the ids of the conversation's earlier records, the previous response first
     input_items: list[dict[str, Any]]
     ttl_seconds: float
 
@@ -72,7 +77,7 @@ class Keeper:
             owner=self.owner,
             created_at=created,
             expires_at=created + int(self.ttl_seconds),
-            previous_id=self.previous_id,
+            earlier=self.earlier,
             response=response,
             input_items=self.input_items,
         )
@@ -148,6 +153,16 @@ def _get(store: ResponseStore, response_id: str, owner: str) -> StoredResponse |
         return store.get(response_id, owner)
     except StoreError as error:
         raise _unavailable(error) from None
+
+
+def _previous_not_found(previous_id: str, missing_id: str) -> InvalidRequest:
+    earlier = "" if missing_id == previous_id else f" (an earlier response of its conversation, {missing_id!r})"
+    return InvalidRequest(
+        f"Previous response with id {previous_id[:80]!r} not found{earlier}: it is unknown, expired, deleted "
+        "or stored with another API key.",
+        param="previous_response_id",
+        code="previous_response_not_found",
+    )
 
 
 def _not_found(response_id: str) -> NotFound:
