@@ -83,9 +83,15 @@ class UpstreamFailed(GatewayError):
 
 
 class BackendUnavailable(GatewayError):
+    """The backend is disabled or its CLI missing: a retry cannot help, and the SDKs are told so."""
+
     status = 503
     type = "server_error"
     code = "backend_unavailable"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-should-retry": "false"}  # honoured by the openai and anthropic SDKs
 
 
 class StoreUnavailable(GatewayError):

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-from clinvk_core.errors import BackendUnavailable, GatewayError
+from clinvk_core.errors import GatewayError
 
 # Anthropic's error type for each status the gateway answers (other 5xx: api_error).
 ERROR_TYPES = {
@@ -51,12 +51,5 @@ def error_body(error: GatewayError) -> dict[str, Any]:
     return {"type": "error", "error": {"type": error_type(error), "message": error.message}}
 
 
-def error_headers(error: GatewayError) -> dict[str, str]:
-    """The error's own headers (``Retry-After``); a missing or disabled backend is not worth a retry."""
-    if isinstance(error, BackendUnavailable):
-        return {**error.headers, "x-should-retry": "false"}
-    return error.headers
-
-
 def error_response(error: GatewayError) -> JSONResponse:
-    return JSONResponse(error_body(error), status_code=error.status, headers=error_headers(error))
+    return JSONResponse(error_body(error), status_code=error.status, headers=error.headers)

@@ -246,8 +246,10 @@ def test_crashing_cli_is_a_502_with_its_last_words(broken: Gateway) -> None:
 
 @pytest.mark.parametrize(("model", "reason"), [("codex", "not installed"), ("gemini", "disabled")])
 def test_missing_or_disabled_cli_is_a_503(model: str, reason: str, broken: Gateway) -> None:
-    error = error_of(broken.chat(model=model), 503)
+    answer = broken.chat(model=model)
+    error = error_of(answer, 503)
     assert error["code"] == "backend_unavailable"
+    assert answer.headers["x-should-retry"] == "false"  # the SDKs give up at once: a retry cannot help
     assert reason in str(error["message"])
     assert error_of(broken.chat(model=model, stream=True), 503)["code"] == "backend_unavailable"
     assert httpx.get(f"{broken.url}/models/{model}").status_code == 404
