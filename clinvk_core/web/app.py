@@ -29,7 +29,10 @@ def create_app(title: str, error_response: ErrorResponse = openai_error, gateway
     settings = get_settings()
     _configure_logging()
     lifespan = None if gateway is None else partial(_warm, gateway)
-    app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    # No redirect for a path with a stray slash: an API answers it (a 404 in its own shape), never a 307.
+    app = FastAPI(
+        title=title, docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan, redirect_slashes=False
+    )
     install_error_handlers(app, error_response)
     # Outermost last: the access log sees every request, auth runs before the body is read.
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, error_response=error_response)

@@ -84,7 +84,7 @@ valid = st.fixed_dictionaries(
     optional={"stream": st.booleans(), "store": st.booleans(), "instructions": st.text(max_size=20),
               "unknown_field": json_values},
 )  # fmt: skip
-ids = st.sampled_from(["resp_unknown", "x", "resp_" + "a" * 300, "%00", "resp_..%2F"]) | st.text(max_size=20)
+ids = st.sampled_from(["resp_unknown", "x", "resp_" + "a" * 300, "%00", "resp_..%2F", "/"]) | st.text(max_size=20)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

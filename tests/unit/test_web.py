@@ -155,3 +155,21 @@ def test_create_app_has_no_docs_routes() -> None:
         response = client.get(path)
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_stray_slash_is_a_404_not_a_redirect() -> None:
+    app = create_app("t")
+
+    @app.post("/items")
+    def create() -> dict[str, str]:
+        return {}
+
+    @app.get("/items/{item_id}")
+    def item(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    client = TestClient(app)
+    for path in ("/items/", "/items/%2F", "/items/x/"):  # 307s to /items and /items/x by FastAPI's default
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 404, path
+        assert response.json()["error"]["code"] == "not_found"
