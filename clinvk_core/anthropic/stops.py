@@ -1,5 +1,6 @@
 """``stop_sequences``, honoured at the gateway: no CLI takes them, so the answer's text is cut at the first
-one, as it streams. Text that may be the start of a stop sequence is held back until it is not."""
+one to be complete as the text is written (as the model would have stopped), as it streams. Text that may
+be the start of a stop sequence is held back until it is not."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ class StopScanner:
         if self.matched is not None:
             return ""
         buffer = self._held + text
-        found = [(at, order, s) for order, s in enumerate(self._sequences) if (at := buffer.find(s)) >= 0]
+        # The first to end; of those ending together the longest (it started first).
+        found = [(at + len(s), at, s) for s in self._sequences if (at := buffer.find(s)) >= 0]
         if found:
-            at, _, self.matched = min(found)
+            _, at, self.matched = min(found)
             self._held = ""
             return buffer[:at]
         longest_start = min(len(buffer), self._longest - 1)

@@ -15,7 +15,7 @@ import httpx2
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import Message, ModelInfo, RawMessageStreamEvent
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
@@ -217,6 +217,7 @@ def test_text_held_back_as_a_possible_stop_sequence_goes_out_when_it_is_not_one(
     cuts=st.lists(st.integers(0, 40), max_size=6),
     sequences=st.lists(st.text(alphabet="abEND", min_size=1, max_size=4), max_size=3),
 )
+@example(text="DND", cuts=[2], sequences=["N", "DND"])  # "N" is complete first, though "DND" starts first
 def test_stop_sequences_cut_a_stream_as_they_cut_the_whole_text(
     text: str, cuts: list[int], sequences: list[str]
 ) -> None:
@@ -225,6 +226,9 @@ def test_stop_sequences_cut_a_stream_as_they_cut_the_whole_text(
     out = "".join(scanner.feed(text[a:b]) for a, b in itertools.pairwise(bounds)) + scanner.flush()
     assert (out, scanner.matched) == cut(text, sequences)
     assert out == text if scanner.matched is None else text.startswith(out + scanner.matched)
+    if scanner.matched is not None:  # no stop sequence is complete before the one that cut the text
+        end = len(out) + len(scanner.matched)
+        assert not any(s in text[: end - 1] for s in sequences)
 
 
 # --- errors ---------------------------------------------------------------------------------------
