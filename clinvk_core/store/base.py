@@ -2,7 +2,7 @@
 
 Each stored response is one immutable record, written once and never updated, so concurrent writers
 (two requests continuing the same conversation) never lose each other's records. A conversation is
-the chain of records linked by ``previous_id``; each record names all its ``earlier`` ones, so that a
+a chain of records, each continuing the one before; each record names all its ``earlier`` ones, so that a
 conversation is read in two calls (``get``, then ``get_many``), not one per turn. Records are private
 to their ``owner`` (the digest of the API key that created them, "" when the gateway has no keys) and
 expire ``ttl`` after creation: an unknown, expired or foreign id reads as absent.
@@ -25,10 +25,6 @@ class StoredResponse:
     earlier: tuple[str, ...]  # the ids of the conversation's earlier records, newest (the previous one) first
     response: dict[str, Any]  # the response object, as the API returned it
     input_items: list[dict[str, Any]] = field(default_factory=list)  # this turn's input items (with ids)
-
-    @property
-    def previous_id(self) -> str | None:
-        return self.earlier[0] if self.earlier else None
 
 
 class StoreError(Exception):
